@@ -1,0 +1,1 @@
+"""Coordo microservice chassis: plumbing shared by every service, no domain rule."""

@@ -1,0 +1,193 @@
+"""Database engine, the chassis tables (outbox, processed messages) and the unit of work."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from chassis import events
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite hands back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: use chassis.db.utcnow()")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def add_chassis_tables(metadata: MetaData) -> None:
+    """Every service database holds its own outbox and its consumers' dedup keys."""
+    Table(
+        "outbox",
+        metadata,
+        # Integer primary key gives publication order (autoincrement on SQLite and PostgreSQL).
+        Column(
+            "position", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+        Column("message_id", String(36), nullable=False, unique=True),
+        Column("routing_key", String(200), nullable=False),
+        Column("envelope", JSON, nullable=False),
+        Column("created_at", UtcDateTime(), nullable=False),
+        Column("published_at", UtcDateTime(), nullable=True, index=True),
+        Column("attempts", Integer, nullable=False, default=0),
+    )
+    Table(
+        "processed_messages",
+        metadata,
+        Column("consumer_id", String(200), primary_key=True),
+        Column("message_id", String(36), primary_key=True),
+        Column("processed_at", UtcDateTime(), nullable=False),
+    )
+
+
+def normalise_url(url: str) -> str:
+    # One driver for PostgreSQL everywhere: psycopg 3.
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # Take transactions in our own hands so we can BEGIN IMMEDIATE below.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # IMMEDIATE takes the write lock up front: two threads of the embedded
+            # process can no longer deadlock upgrading a read lock to a write lock.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+class Database:
+    """One service's database: engine, sessions, and its outbox wake-up signal."""
+
+    def __init__(self, url: str, metadata: MetaData, service: str) -> None:
+        self.url = normalise_url(url)
+        self.service = service
+        self.metadata = metadata
+        self.engine = make_engine(self.url)
+        self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+        self.outbox = metadata.tables["outbox"]
+        self.processed_messages = metadata.tables["processed_messages"]
+        # Set after a commit that wrote events, so an in-process relay wakes at once.
+        self.outbox_signal = threading.Event()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    @contextmanager
+    def unit_of_work(self, actor: str | None = None) -> Iterator[UnitOfWork]:
+        uow = UnitOfWork(self, actor)
+        try:
+            yield uow
+        finally:
+            uow.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+class UnitOfWork:
+    """A business transaction: the use case's rows and its events commit together or not at all."""
+
+    def __init__(self, db: Database, actor: str | None) -> None:
+        self.db = db
+        self.actor = actor
+        self.session: Session = db.session_factory()
+        self._emitted = 0
+
+    def emit(self, event_type: str, subject: str, data: dict[str, Any], version: int = 1) -> dict[str, Any]:
+        """Write an integration event into the outbox, inside this transaction."""
+        envelope = events.make_envelope(
+            event_type=event_type,
+            producer=self.db.service,
+            subject=subject,
+            actor=self.actor,
+            data=data,
+            version=version,
+        )
+        self.session.execute(
+            self.db.outbox.insert().values(
+                message_id=envelope["id"],
+                routing_key=f"{self.db.service}.{event_type}",
+                envelope=envelope,
+                created_at=utcnow(),
+                attempts=0,
+            )
+        )
+        self._emitted += 1
+        return envelope
+
+    def commit(self) -> None:
+        self.session.commit()
+        if self._emitted:
+            self._emitted = 0
+            self.db.outbox_signal.set()
+
+    def rollback(self) -> None:
+        self.session.rollback()
+        self._emitted = 0
+
+    def close(self) -> None:
+        # Anything not committed explicitly is rolled back: no half-done change, no event.
+        self.session.rollback()
+        self.session.close()

@@ -1,0 +1,81 @@
+"""What makes a service: its name, tables, migrations, subscriptions and background jobs.
+
+Each service's `app.py` declares one `ServiceDefinition` (its composition root); the
+launcher builds web apps and workers from it, in one process (embedded) or one process
+per target (distributed). Nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import connexion
+from sqlalchemy import MetaData
+
+from chassis import migrate
+from chassis.consumer import Subscription
+from chassis.db import Database
+from chassis.settings import Settings
+from chassis.web import create_service_app
+from chassis.worker import Worker
+
+BackgroundJob = Callable[[Any], None]
+
+
+def _no_subscriptions(_settings: Settings) -> list[Subscription]:
+    return []
+
+
+def _no_extras(_settings: Settings, _db: Database) -> dict[str, Any]:
+    return {}
+
+
+def _no_background(_settings: Settings, _db: Database) -> list[BackgroundJob]:
+    return []
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    import_name: str
+    metadata: MetaData
+    migrations_dir: Path
+    subscriptions: Callable[[Settings], list[Subscription]] = _no_subscriptions
+    extras: Callable[[Settings, Database], dict[str, Any]] = _no_extras
+    background: Callable[[Settings, Database], list[BackgroundJob]] = _no_background
+    ready_checks: list[Callable[[], None]] = field(default_factory=list)
+
+    def settings(self) -> Settings:
+        return Settings.from_env(self.name)
+
+    def database(self, settings: Settings | None = None) -> Database:
+        settings = settings or self.settings()
+        return Database(settings.database_url, self.metadata, self.name)
+
+    def migrate(self, settings: Settings | None = None) -> None:
+        settings = settings or self.settings()
+        migrate.upgrade(settings.database_url, self.migrations_dir)
+
+    def create_app(self, settings: Settings | None = None, db: Database | None = None) -> connexion.FlaskApp:
+        settings = settings or self.settings()
+        db = db or self.database(settings)
+        return create_service_app(
+            settings,
+            db,
+            import_name=self.import_name,
+            extras=self.extras(settings, db),
+            ready_checks=list(self.ready_checks),
+        )
+
+    def create_worker(self, settings: Settings | None = None, db: Database | None = None) -> Worker:
+        settings = settings or self.settings()
+        db = db or self.database(settings)
+        return Worker(
+            db,
+            settings.broker_url,
+            self.subscriptions(settings),
+            background=self.background(settings, db),
+        )

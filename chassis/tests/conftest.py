@@ -1,0 +1,13 @@
+"""Make `chassis` and the repo's shared `tests.support` importable without installing."""
+
+import sys
+from pathlib import Path
+
+_CHASSIS_DIR = Path(__file__).resolve().parents[1]
+_REPO_ROOT = _CHASSIS_DIR.parent
+
+# pytest's rootdir may be chassis/tests when run on this folder alone, so the
+# repo-root conftest is not guaranteed to load; put both roots on the path.
+for _path in (_REPO_ROOT, _CHASSIS_DIR):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))

@@ -1,0 +1,171 @@
+"""Dossier use cases: each owns its transaction and writes its events to the outbox."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+
+from chassis.auth import Actor
+from chassis.db import Database, UnitOfWork, new_id, utcnow
+from chassis.problems import invalid, not_found
+from dossier import domain
+from dossier.models import Consent, Habilitation, Patient
+
+
+def _parse_date(field: str, value: Any) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError as exc:
+        raise invalid(field, f"{field} must be a date as YYYY-MM-DD") from exc
+
+
+def create_patient(db: Database, actor: Actor, body: dict[str, Any], today: date) -> dict[str, Any]:
+    consent_body = body.get("consent") or {}
+    try:
+        traits = domain.strict_traits(
+            birth_name=body["birth_name"],
+            first_name=body["first_name"],
+            birth_date=_parse_date("birth_date", body["birth_date"]),
+            sex=body["sex"],
+            birth_place=body["birth_place"],
+            today=today,
+        )
+        consent = domain.consent_attestation(
+            attested=consent_body.get("attested") is True,
+            given_by=consent_body.get("given_by", ""),
+            given_by_name=consent_body.get("given_by_name"),
+            given_on=_parse_date("consent.given_on", consent_body.get("given_on", today.isoformat())),
+            collected_by=actor.person_id,
+            today=today,
+        )
+    except domain.IdentityRuleError as exc:
+        raise invalid(exc.field, exc.detail) from exc
+
+    now = utcnow()
+    patient = Patient(
+        id=new_id(),
+        birth_name=traits.birth_name,
+        first_name=traits.first_name,
+        birth_date=traits.birth_date,
+        sex=traits.sex,
+        birth_place=traits.birth_place,
+        identity_status=domain.initial_identity_status(traits),
+        incomplete=traits.has_placeholder,
+        created_by=actor.person_id,
+        owner_kind="structure" if actor.structure_id else "person",
+        owner_id=actor.owner_id,
+        created_at=now,
+        updated_at=now,
+        version=1,
+    )
+    with db.unit_of_work(actor.person_id) as uow:
+        uow.session.add(patient)
+        uow.session.flush()  # the consent row references it
+        uow.session.add(
+            Consent(
+                id=new_id(),
+                patient_id=patient.id,
+                given_by=consent.given_by,
+                given_by_name=consent.given_by_name,
+                given_on=consent.given_on,
+                collected_by=consent.collected_by,
+                recorded_at=now,
+            )
+        )
+        # The creator sees the file at once (PAT-6); cercle confirms with HabilitationGranted.
+        uow.session.add(
+            Habilitation(
+                patient_id=patient.id,
+                holder_kind=patient.owner_kind,
+                holder_id=patient.owner_id,
+                active=True,
+                updated_at=now,
+            )
+        )
+        uow.emit(
+            "PatientCreated",
+            subject=patient.id,
+            data={
+                "patient_id": patient.id,
+                "created_by": actor.person_id,
+                "owner_kind": patient.owner_kind,
+                "owner_id": patient.owner_id,
+                "aggregate_version": 1,
+            },
+        )
+        uow.commit()
+    return patient_view(patient, today)
+
+
+def patient_view(patient: Patient, today: date) -> dict[str, Any]:
+    years, months, days = domain.age(patient.birth_date, today)
+    return {
+        "id": patient.id,
+        "birth_name": patient.birth_name,
+        "first_name": patient.first_name,
+        "birth_date": patient.birth_date.isoformat(),
+        "sex": patient.sex,
+        "birth_place": patient.birth_place,
+        "identity_status": patient.identity_status,
+        "incomplete": patient.incomplete,
+        "age": {"years": years, "months": months, "days": days},
+        "created_at": patient.created_at.isoformat(),
+        "version": patient.version,
+    }
+
+
+def _visible_to(actor: Actor) -> Any:
+    holders = [and_(Habilitation.holder_kind == "person", Habilitation.holder_id == actor.person_id)]
+    if actor.structure_id:
+        holders.append(
+            and_(Habilitation.holder_kind == "structure", Habilitation.holder_id == actor.structure_id)
+        )
+    return and_(Habilitation.active.is_(True), or_(*holders))
+
+
+def get_patient(db: Database, patient_id: str, today: date) -> dict[str, Any]:
+    # Access was decided by the gateway with cercle (the owner of habilitations).
+    with db.session_factory() as session:
+        patient = session.get(Patient, patient_id)
+        if patient is None:
+            raise not_found("patient")
+        return patient_view(patient, today)
+
+
+def list_patients(db: Database, actor: Actor, today: date, *, limit: int, offset: int) -> dict[str, Any]:
+    """SEA-1: only files the caller is habilitated on (from the habilitation read model)."""
+    with db.session_factory() as session:
+        visible = select(Habilitation.patient_id).where(_visible_to(actor))
+        query = (
+            select(Patient)
+            .where(Patient.id.in_(visible))
+            .order_by(Patient.birth_name, Patient.first_name, Patient.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        items = [patient_view(p, today) for p in session.scalars(query)]
+    return {"items": items, "limit": limit, "offset": offset}
+
+
+# -- consumers of cercle's events: the habilitation read model -----------------------
+
+
+def apply_habilitation(uow: UnitOfWork, envelope: dict[str, Any], active: bool) -> None:
+    """Grant or revoke in the read model; an older event never overrides a newer one."""
+    data = envelope["data"]
+    changed_at = datetime.fromisoformat(envelope["occurred_at"])
+    key = (data["patient_id"], data["holder_kind"], data["holder_id"])
+    row = uow.session.get(Habilitation, key)
+    if row is None:
+        uow.session.add(
+            Habilitation(
+                patient_id=key[0], holder_kind=key[1], holder_id=key[2], active=active, updated_at=changed_at
+            )
+        )
+    elif row.updated_at <= changed_at:
+        row.active = active
+        row.updated_at = changed_at
