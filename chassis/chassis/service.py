@@ -47,6 +47,10 @@ class ServiceDefinition:
     extras: Callable[[Settings, Database], dict[str, Any]] = _no_extras
     background: Callable[[Settings, Database], list[BackgroundJob]] = _no_background
     ready_checks: list[Callable[[], None]] = field(default_factory=list)
+    # Extra routes outside the contract (e.g. identity's OIDC endpoints and login page).
+    configure_app: Callable[[connexion.FlaskApp, Settings, Database], None] | None = None
+    # Idempotent demo data for embedded mode and local runs (never in production).
+    demo_data: Callable[[Settings, Database], None] | None = None
 
     def settings(self) -> Settings:
         return Settings.from_env(self.name)
@@ -62,13 +66,16 @@ class ServiceDefinition:
     def create_app(self, settings: Settings | None = None, db: Database | None = None) -> connexion.FlaskApp:
         settings = settings or self.settings()
         db = db or self.database(settings)
-        return create_service_app(
+        app = create_service_app(
             settings,
             db,
             import_name=self.import_name,
             extras=self.extras(settings, db),
             ready_checks=list(self.ready_checks),
         )
+        if self.configure_app is not None:
+            self.configure_app(app, settings, db)
+        return app
 
     def create_worker(self, settings: Settings | None = None, db: Database | None = None) -> Worker:
         settings = settings or self.settings()
