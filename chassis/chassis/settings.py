@@ -39,7 +39,8 @@ def contracts_dir() -> Path:
 
 def service_url(service: str) -> str:
     """Where a service's HTTP API answers (used by the gateway and service clients)."""
-    default = f"http://127.0.0.1:{DEFAULT_PORTS[service]}"
+    port = env(f"COORDO_{service.upper()}_PORT", str(DEFAULT_PORTS[service]))
+    default = f"http://127.0.0.1:{port}"
     return (env(f"COORDO_{service.upper()}_URL", default) or default).rstrip("/")
 
 
@@ -57,7 +58,8 @@ class Settings:
     @classmethod
     def from_env(cls, service: str) -> Settings:
         upper = service.upper()
-        public_url = env("COORDO_PUBLIC_URL", f"http://127.0.0.1:{DEFAULT_PORTS['gateway']}") or ""
+        gateway_port = env("COORDO_GATEWAY_PORT", str(DEFAULT_PORTS["gateway"]))
+        public_url = env("COORDO_PUBLIC_URL", f"http://127.0.0.1:{gateway_port}") or ""
         database_url = env(f"COORDO_{upper}_DATABASE_URL") or f"sqlite:///{var_dir() / (service + '.db')}"
         return cls(
             service=service,
