@@ -41,12 +41,14 @@ pytest: $(STAMP)
 distributed: $(STAMP)
 	$(VENV)/bin/coordo distributed
 
-## An access token for a demo account: make token USER=coordinateur
+## An access token for a demo account of the running suite: make token ACCOUNT=medecin
+ACCOUNT ?= coordinateur
 token: $(STAMP)
-	@$(VENV)/bin/coordo token $(or $(USER_NAME),coordinateur)
+	@$(VENV)/bin/coordo token $(ACCOUNT)
 
+## Benchmarks (not part of make test): see tests/bench/README.md
 bench: $(STAMP)
-	$(PY) tests/bench/run_all.py
+	$(VENV)/bin/python -m tests.bench.run_all
 
 clean:
 	rm -rf var

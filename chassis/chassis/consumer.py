@@ -21,7 +21,7 @@ from kombu import Connection, Consumer, Message, Producer, Queue
 from opentelemetry import trace
 from sqlalchemy.exc import IntegrityError
 
-from chassis import bus, tracing
+from chassis import bus, events, tracing
 from chassis.db import Database, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,10 @@ class EventConsumer:
         queue_name = self._queue_of(message)
         try:
             envelope = body if isinstance(body, dict) else json.loads(body)
-        except (TypeError, ValueError):
-            log.error("unreadable message on %s: dead-lettering", queue_name)
+            # The contract is checked on arrival too: a message that breaks it is poison.
+            events.validate(envelope)
+        except (TypeError, ValueError, KeyError) as exc:
+            log.error("unreadable or invalid message on %s, dead-lettered: %s", queue_name, exc)
             self._dead_letter(message, connection, queue_name, headers)
             return
         parent = tracing.extracted_context(headers)
