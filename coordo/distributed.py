@@ -111,3 +111,18 @@ class DistributedSuite:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def delete_service_queues(broker_url: str) -> None:
+    """Forget every service queue (and its dead letters): for tests that need a clean broker."""
+    from chassis import bus
+    from chassis.consumer import EventConsumer
+    from coordo.registry import all_services
+
+    with bus.connect(broker_url) as connection:
+        for definition in all_services():
+            for subscription in definition.subscriptions(definition.settings()):
+                consumer = EventConsumer.__new__(EventConsumer)
+                consumer.subscription = subscription
+                for queue in consumer.queues():
+                    queue(connection.channel()).delete()

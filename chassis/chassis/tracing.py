@@ -55,13 +55,12 @@ def tracer(service: str) -> trace.Tracer:
     return tracer_provider(service).get_tracer("coordo.chassis")
 
 
-def inject_headers(headers: dict[str, Any] | None = None, traceparent: str | None = None) -> dict[str, Any]:
-    """Put the current (or a stored) trace context into AMQP headers."""
+def inject_headers(
+    headers: dict[str, Any] | None = None, context: otel_context.Context | None = None
+) -> dict[str, Any]:
+    """Put the current (or the given) trace context into AMQP headers."""
     headers = dict(headers or {})
-    if traceparent:
-        headers["traceparent"] = traceparent
-    else:
-        propagate.inject(headers)
+    propagate.inject(headers, context=context)
     return headers
 
 
