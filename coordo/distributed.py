@@ -116,13 +116,11 @@ class DistributedSuite:
 def delete_service_queues(broker_url: str) -> None:
     """Forget every service queue (and its dead letters): for tests that need a clean broker."""
     from chassis import bus
-    from chassis.consumer import EventConsumer
+    from chassis.consumer import queues_for
     from coordo.registry import all_services
 
     with bus.connect(broker_url) as connection:
         for definition in all_services():
             for subscription in definition.subscriptions(definition.settings()):
-                consumer = EventConsumer.__new__(EventConsumer)
-                consumer.subscription = subscription
-                for queue in consumer.queues():
+                for queue in queues_for(subscription):
                     queue(connection.channel()).delete()

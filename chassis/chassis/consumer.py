@@ -37,6 +37,17 @@ class Subscription:
     handlers: dict[str, Handler]
 
 
+def queues_for(subscription: Subscription) -> list[Queue]:
+    """One durable queue per producer: `<consumer>.<producer>.events` (+ its .dlq)."""
+    by_producer: dict[str, list[str]] = {}
+    for key in subscription.handlers:
+        by_producer.setdefault(key.split(".", 1)[0], []).append(key)
+    queues: list[Queue] = []
+    for producer, keys in sorted(by_producer.items()):
+        queues.extend(bus.consumer_queue(f"{subscription.consumer}.{producer}.events", keys))
+    return queues
+
+
 class EventConsumer:
     def __init__(
         self,
@@ -57,14 +68,7 @@ class EventConsumer:
         self.handled = 0
 
     def queues(self) -> list[Queue]:
-        """One durable queue per producer: `<consumer>.<producer>.events` (+ its .dlq)."""
-        by_producer: dict[str, list[str]] = {}
-        for key in self.subscription.handlers:
-            by_producer.setdefault(key.split(".", 1)[0], []).append(key)
-        queues: list[Queue] = []
-        for producer, keys in sorted(by_producer.items()):
-            queues.extend(bus.consumer_queue(f"{self.subscription.consumer}.{producer}.events", keys))
-        return queues
+        return queues_for(self.subscription)
 
     def main_queues(self) -> list[Queue]:
         return [q for q in self.queues() if not q.name.endswith(".dlq")]
