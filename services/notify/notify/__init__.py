@@ -1,0 +1,1 @@
+"""Coordo notify service."""

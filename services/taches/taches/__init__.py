@@ -1,0 +1,1 @@
+"""Coordo taches service."""
