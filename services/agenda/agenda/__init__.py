@@ -1,0 +1,1 @@
+"""Coordo agenda service."""

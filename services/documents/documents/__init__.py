@@ -1,0 +1,1 @@
+"""Coordo documents service."""
