@@ -32,11 +32,16 @@ def _migrate(demo: bool) -> None:
     chassis_migrate.upgrade(Settings.from_env("gateway").database_url, gateway_migrations)
 
 
+def _listen_host() -> str:
+    # Loopback by default (a laptop); containers set COORDO_LISTEN_HOST=0.0.0.0.
+    return os.environ.get("COORDO_LISTEN_HOST") or "127.0.0.1"
+
+
 def _run_target(target: str) -> None:
     from coordo import embedded
 
     if target == "all":
-        embedded.run(demo=os.environ.get("COORDO_DEMO", "1") == "1")
+        embedded.run(demo=os.environ.get("COORDO_DEMO", "1") == "1", host=_listen_host())
         return
     if target == "gateway":
         import uvicorn
@@ -44,7 +49,7 @@ def _run_target(target: str) -> None:
         from gateway.app import create_gateway
 
         settings = Settings.from_env("gateway")
-        uvicorn.run(create_gateway(settings), host="127.0.0.1", port=settings.port, log_config=None)
+        uvicorn.run(create_gateway(settings), host=_listen_host(), port=settings.port, log_config=None)
         return
     service, _, part = target.rpartition("-")
     if service not in SERVICES or part not in ("web", "worker"):
@@ -60,7 +65,7 @@ def _run_target(target: str) -> None:
         import uvicorn
 
         settings = definition.settings()
-        uvicorn.run(definition.create_app(settings), host="127.0.0.1", port=settings.port, log_config=None)
+        uvicorn.run(definition.create_app(settings), host=_listen_host(), port=settings.port, log_config=None)
 
 
 def _distributed(workers: int) -> None:

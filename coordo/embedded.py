@@ -98,9 +98,9 @@ class EmbeddedSuite:
             db.dispose()
 
 
-def run(demo: bool = True) -> None:
+def run(demo: bool = True, host: str = "127.0.0.1") -> None:
     gateway_port = Settings.from_env("gateway").port
-    suite = EmbeddedSuite(demo=demo)
+    suite = EmbeddedSuite(host=host, demo=demo)
     stop = threading.Event()
 
     def _stop(_signum: int, _frame: Any) -> None:
