@@ -46,7 +46,11 @@ def metadata() -> MetaData:
 
 
 def recreate(name: str) -> str:
-    admin = create_engine(f"{PG}/postgres".replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT", poolclass=pool.NullPool)
+    admin = create_engine(
+        f"{PG}/postgres".replace("postgresql://", "postgresql+psycopg://"),
+        isolation_level="AUTOCOMMIT",
+        poolclass=pool.NullPool,
+    )
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -64,7 +68,13 @@ def emit(db: Database) -> None:
         uow.emit(
             "PatientCreated",
             subject=patient_id,
-            data={"patient_id": patient_id, "created_by": "bench", "owner_kind": "person", "owner_id": "bench", "aggregate_version": 1},
+            data={
+                "patient_id": patient_id,
+                "created_by": "bench",
+                "owner_kind": "person",
+                "owner_id": "bench",
+                "aggregate_version": 1,
+            },
         )
         uow.commit()
 
@@ -93,8 +103,12 @@ def relay_process(url: str, stop_after: float) -> None:
 
 def record(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     uow.session.execute(
-        uow.db.metadata.tables["effects"].insert().values(
-            message_id=envelope["id"], occurred_at=datetime.fromisoformat(envelope["occurred_at"]), applied_at=datetime.now(UTC)
+        uow.db.metadata.tables["effects"]
+        .insert()
+        .values(
+            message_id=envelope["id"],
+            occurred_at=datetime.fromisoformat(envelope["occurred_at"]),
+            applied_at=datetime.now(UTC),
         )
     )
 
@@ -164,13 +178,19 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=20000)
     args = parser.parse_args()
     print("Coordo event benchmark — PostgreSQL + RabbitMQ on this machine")
-    print(f"reproduce: .venv/bin/python -m tests.bench.event_latency --rate {args.rate:g} --seconds {args.seconds:g} --backlog {args.backlog}")
+    print(
+        f"reproduce: .venv/bin/python -m tests.bench.event_latency --rate {args.rate:g} --seconds {args.seconds:g} --backlog {args.backlog}"
+    )
     throughput = relay_throughput(args.backlog)
-    print(f"relay throughput: {throughput:,.0f} events/s over a backlog of {args.backlog} (target ≥ 2,500; floor: sync confirms ~1,000, async window 100: 5,340)")
+    print(
+        f"relay throughput: {throughput:,.0f} events/s over a backlog of {args.backlog} (target ≥ 2,500; floor: sync confirms ~1,000, async window 100: 5,340)"
+    )
     values, expected = latency(args.rate, args.seconds)
     print(f"latency at {args.rate:g} events/s for {args.seconds:g}s: {len(values)}/{expected} applied")
     if values:
-        print(f"  commit → consumer commit: p50 {pct(values, 0.5):.1f} ms, p99 {pct(values, 0.99):.1f} ms, max {max(values):.1f} ms (target p99 ≤ 20 ms; broker floor p99 2.9 ms)")
+        print(
+            f"  commit → consumer commit: p50 {pct(values, 0.5):.1f} ms, p99 {pct(values, 0.99):.1f} ms, max {max(values):.1f} ms (target p99 ≤ 20 ms; broker floor p99 2.9 ms)"
+        )
 
 
 if __name__ == "__main__":

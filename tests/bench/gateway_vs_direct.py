@@ -1,0 +1,154 @@
+"""Benchmark: `GET /api/patients/{id}` through the gateway versus the dossier service
+called directly — distributed mode (gunicorn + uvicorn workers, PostgreSQL, RabbitMQ),
+same worker counts, load from wrk on loopback.
+
+    .venv/bin/python -m tests.bench.gateway_vs_direct [--workers 1] [--seconds 10] [--connections 32]
+
+Needs `wrk` (Debian package `wrk`). Prints requests/s and p50/p99 under load, and p50 with
+one connection (the latency the gateway adds when the machine is not loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, pool, text
+
+from chassis.settings import SERVICES
+from coordo.distributed import DistributedSuite, delete_service_queues, local_environment
+from tests.support.suite import free_port_block, suite_environment
+
+PG = os.environ.get("COORDO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
+AMQP = os.environ.get("COORDO_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+PATIENT = {
+    "birth_name": "Martin",
+    "first_name": "Louise",
+    "birth_date": "1941-07-09",
+    "sex": "F",
+    "birth_place": "91228",
+    "consent": {"attested": True, "given_by": "patient"},
+}
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, token: str, seconds: int, connections: int, threads: int = 1) -> dict[str, float]:
+    script = Path(tempfile.mkdtemp()) / "auth.lua"
+    script.write_text(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    figures: dict[str, float] = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    for pct in ("50", "99"):
+        match = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
+        figures[f"p{pct}"] = float(match.group(1)) * UNITS[match.group(2)] if match else float("nan")
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    figures["errors"] = float(non2xx.group(1)) if non2xx else 0.0
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--workers", type=int, default=1, help="gunicorn workers per web process (same for both)"
+    )
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: apt-get install wrk")
+
+    run_dir = Path(tempfile.mkdtemp(prefix="coordo-bench-"))
+    base = free_port_block()
+    prefix = f"coordo_bench_{uuid.uuid4().hex[:6]}"
+    env = dict(os.environ)
+    env.update(suite_environment(base, str(run_dir / "var")))
+    env["COORDO_VALIDATE_RESPONSES"] = "0"  # as in production
+    env.update({"COORDO_BROKER_URL": AMQP, "COORDO_POSTGRES_URL": PG})
+    for name in (*SERVICES, "gateway"):
+        env[f"COORDO_{name.upper()}_DATABASE_URL"] = f"{PG}/{prefix}_{name}"
+    env = local_environment(env)
+    delete_service_queues(AMQP)
+    suite = DistributedSuite(env=env, web_workers=args.workers, log_dir=run_dir / "logs")
+    try:
+        suite.migrate(demo=True)
+        suite.start(timeout=120)
+        from identity.token_cli import fetch_token
+
+        gateway = f"http://127.0.0.1:{base}"
+        dossier = env.get("COORDO_DOSSIER_URL", f"http://127.0.0.1:{base + 2}")
+        token = fetch_token(f"{gateway}/oidc", "coordinateur", "coordo-demo")["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        patient_id = httpx.post(f"{gateway}/api/patients", json=PATIENT, headers=headers).json()["id"]
+        for _ in range(200):
+            if httpx.get(f"{gateway}/api/patients/{patient_id}", headers=headers).status_code == 200:
+                break
+        path = f"/api/patients/{patient_id}"
+        for url in (f"{dossier}{path}", f"{gateway}{path}"):
+            wrk(url, token, 2, args.connections)  # warm-up
+        direct = wrk(f"{dossier}{path}", token, args.seconds, args.connections)
+        through = wrk(f"{gateway}{path}", token, args.seconds, args.connections)
+        direct_1 = wrk(f"{dossier}{path}", token, args.seconds, 1)
+        through_1 = wrk(f"{gateway}{path}", token, args.seconds, 1)
+    finally:
+        suite.stop()
+        admin = create_engine(
+            f"{PG}/postgres".replace("postgresql://", "postgresql+psycopg://"),
+            isolation_level="AUTOCOMMIT",
+            poolclass=pool.NullPool,
+        )
+        with admin.connect() as conn:
+            for name in (*SERVICES, "gateway"):
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{prefix}_{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    print("Coordo gateway benchmark — distributed mode on this machine")
+    print(
+        f"reproduce: .venv/bin/python -m tests.bench.gateway_vs_direct --workers {args.workers} "
+        f"--seconds {args.seconds} --connections {args.connections}"
+    )
+    print(
+        f"GET {path} with {args.connections} connections, {args.workers} gunicorn worker(s) per web process:"
+    )
+    print(
+        f"  direct (dossier):  {direct['rps']:8.0f} req/s  p50 {direct['p50']:.2f} ms  p99 {direct['p99']:.2f} ms  non-2xx {direct['errors']:.0f}"
+    )
+    print(
+        f"  through gateway:   {through['rps']:8.0f} req/s  p50 {through['p50']:.2f} ms  p99 {through['p99']:.2f} ms  non-2xx {through['errors']:.0f}"
+    )
+    print(
+        f"  ratio gateway/direct: {through['rps'] / direct['rps']:.2f}x (target ≥ 0.5x; naive gateway floor 0.11-0.16x)"
+    )
+    print(
+        f"  raw Flask floor 5,259 req/s: dossier (connexion) reaches {direct['rps'] / 5259:.2f}x (target ≥ 0.5x)"
+    )
+    print(
+        f"unloaded (1 connection): direct p50 {direct_1['p50']:.2f} ms, gateway p50 {through_1['p50']:.2f} ms, "
+        f"added {through_1['p50'] - direct_1['p50']:.2f} ms (target ≤ 1 ms; naive gateway added 2.5 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
