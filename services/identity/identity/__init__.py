@@ -1,0 +1,1 @@
+"""Coordo identity service: accounts, structures, professions, directory and the OIDC provider."""

@@ -1,0 +1,4 @@
+from chassis.migrate import run_env
+from identity.models import metadata
+
+run_env(metadata)

@@ -1,0 +1,93 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from identity import domain
+
+T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("code", "medical"),
+    [
+        ("medecin", True),
+        ("infirmier", True),
+        ("pharmacien", True),
+        ("sage_femme", True),
+        ("masseur_kinesitherapeute", True),
+        ("assistant_social", False),
+        ("gestionnaire_de_cas", False),
+        ("coordinateur", False),
+        ("secretaire", False),
+        (None, False),
+        ("inconnue", False),
+    ],
+)
+def test_medical_professions_are_the_listed_ones_and_unknown_is_never_medical(code, medical):
+    assert domain.is_medical(code) is medical
+
+
+def test_professions_have_french_labels():
+    labels = {p.code: p.label for p in domain.PROFESSIONS}
+    assert labels["sage_femme"] == "Sage-femme"
+    assert labels["masseur_kinesitherapeute"] == "Masseur-kinésithérapeute"
+    assert labels["secretaire"] == "Secrétaire"
+
+
+def test_roles_are_known_unique_and_in_canonical_order():
+    assert domain.normalise_roles(["super_user", "user", "user"]) == ["user", "super_user"]
+    assert domain.normalise_roles(None) == ["user"]
+    with pytest.raises(domain.AccountRuleError) as err:
+        domain.normalise_roles(["root"])
+    assert err.value.field == "roles"
+
+
+@pytest.mark.parametrize("name", ["ab", "Jean Dupont", "-dash", "a" * 65, "é-accent"])
+def test_bad_usernames_are_refused(name):
+    with pytest.raises(domain.AccountRuleError) as err:
+        domain.normalise_username(name)
+    assert err.value.field == "username"
+
+
+def test_usernames_are_lowercased():
+    assert domain.normalise_username(" Assistante-Sociale ") == "assistante-sociale"
+
+
+def test_structure_kinds_finess_rpps_and_postal_codes():
+    assert domain.check_structure_kind("saad") == "saad"
+    with pytest.raises(domain.AccountRuleError):
+        domain.check_structure_kind("clinic")
+    assert domain.check_finess("2a0000001") == "2A0000001"
+    with pytest.raises(domain.AccountRuleError):
+        domain.check_finess("12345")
+    assert domain.check_rpps("10000000012") == "10000000012"
+    with pytest.raises(domain.AccountRuleError):
+        domain.check_rpps("123")
+    with pytest.raises(domain.AccountRuleError):
+        domain.check_postal_code("9100")
+
+
+def test_short_passwords_are_refused():
+    with pytest.raises(domain.AccountRuleError):
+        domain.check_password_strength("court")
+    domain.check_password_strength("coordo-demo")
+
+
+def test_display_name_and_search_folding():
+    assert domain.display_name("Paul", "Bernard", "Dr") == "Dr Paul Bernard"
+    assert domain.fold("Évry-Courcouronnes") == "evry courcouronnes"
+    assert (
+        domain.fold("  CH Sud Francilien — Médecine gériatrique ") == "ch sud francilien medecine geriatrique"
+    )
+
+
+def test_a_session_lasts_eight_hours():
+    assert domain.session_is_active(T0, None, T0 + timedelta(hours=7, minutes=59))
+    assert not domain.session_is_active(T0, None, T0 + timedelta(hours=8))
+    assert not domain.session_is_active(T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2))
+
+
+def test_access_tokens_last_thirty_minutes_but_never_past_the_session():
+    assert domain.access_token_expires_at(T0, T0) == T0 + timedelta(minutes=30)
+    late = T0 + timedelta(hours=7, minutes=50)
+    assert domain.access_token_expires_at(late, T0) == T0 + timedelta(hours=8)
