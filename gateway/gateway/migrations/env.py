@@ -1,0 +1,4 @@
+from chassis.migrate import run_env
+from gateway.audit import metadata
+
+run_env(metadata)
