@@ -20,7 +20,7 @@ from chassis.settings import SERVICES, Settings
 def _migrate(demo: bool) -> None:
     from chassis import migrate as chassis_migrate
     from coordo.registry import all_services
-    from gateway.app import MIGRATIONS_DIR as gateway_migrations
+    from gateway.audit import MIGRATIONS_DIR as gateway_migrations
 
     for definition in all_services():
         settings = definition.settings()

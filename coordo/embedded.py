@@ -71,6 +71,8 @@ class EmbeddedSuite:
         self.gateway = create_gateway(gateway_settings)
         self._serve(self.gateway, gateway_settings.port, "gateway")
         self._wait_started()
+        if not self.gateway.wait_ready(30):
+            raise RuntimeError("the gateway's revocation consumer or access log did not start")
 
     def _serve(self, app: Any, port: int, name: str) -> None:
         server = _server(app, port, self.host)

@@ -429,6 +429,9 @@ class GatewayApp:
                 request_id,
             )
             return _problem(403, "Forbidden", "not habilitated on this patient", request_id)
+        if not self.audit.has_room():
+            # Every access to a patient file is recorded: when it cannot be, it is not served.
+            return _problem(503, "Service unavailable", "the access log is saturated: try again", request_id)
         forwarded = await self._forward(route.service, request, request_id)
         self._audit(
             actor.person_id,

@@ -113,6 +113,10 @@ class AuditWriter:
         self.dropped = 0
 
     # -- request side -------------------------------------------------------------
+    def has_room(self) -> bool:
+        """False when the writer is this far behind: the gateway then refuses patient access."""
+        return self._queue.qsize() < self._queue.maxsize - 100
+
     def record(self, entry: AccessRecord) -> None:
         try:
             self._queue.put_nowait(entry)

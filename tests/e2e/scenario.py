@@ -1,0 +1,149 @@
+"""The first slice of the booklet, through the gateway with real tokens — the same story for
+the embedded and the distributed modes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+from sqlalchemy import create_engine, text
+
+T = TypeVar("T")
+PASSWORD = "coordo-demo"
+NEW_PATIENT = {
+    "birth_name": "Lefèvre",
+    "first_name": "Jeanne",
+    "birth_date": "1938-05-17",
+    "sex": "F",
+    "birth_place": "91228",
+    "consent": {"attested": True, "given_by": "patient"},
+}
+
+
+def eventually(probe: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05) -> T:
+    """Events travel asynchronously: wait until the probe gives a truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout}s: last value {value!r}")
+        time.sleep(interval)
+
+
+class User:
+    def __init__(self, base_url: str, issuer: str, username: str) -> None:
+        from identity.token_cli import fetch_token
+
+        self.username = username
+        self.token = fetch_token(issuer, username, PASSWORD)["access_token"]
+        self.http = httpx.Client(base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {self.token}"})
+        me = self.http.get("/api/me")
+        assert me.status_code == 200, me.text
+        self.profile = me.json()
+
+    @property
+    def id(self) -> str:
+        return str(self.profile["id"])
+
+    @property
+    def email(self) -> str:
+        return str(self.profile["email"])
+
+
+def audit_rows(database_url: str, patient_id: str, person_id: str) -> list[Any]:
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            return list(
+                conn.execute(
+                    text("SELECT allowed, basis FROM access_log WHERE patient_id = :p AND person_id = :u"),
+                    {"p": patient_id, "u": person_id},
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def first_slice(suite: Any, smtp: Any) -> dict[str, float]:
+    coordinator = User(suite.base_url, suite.issuer, "coordinateur")
+    doctor = User(suite.base_url, suite.issuer, "medecin")
+    nurse = User(suite.base_url, suite.issuer, "infirmiere")
+
+    # Bad input: refused, naming the field, nothing stored.
+    before = coordinator.http.get("/api/patients").json()["items"]
+    bad = coordinator.http.post("/api/patients", json={**NEW_PATIENT, "birth_date": "2999-01-01"})
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+    assert bad.json()["field"] == "birth_date"
+    no_consent = coordinator.http.post("/api/patients", json={k: v for k, v in NEW_PATIENT.items() if k != "consent"})
+    assert no_consent.status_code == 400 and "consent" in no_consent.json()["detail"]
+    assert coordinator.http.get("/api/patients").json()["items"] == before
+
+    # PAT-1/2/5: the coordinator creates the file.
+    created = coordinator.http.post("/api/patients", json=NEW_PATIENT)
+    assert created.status_code == 201, created.text
+    patient_id = created.json()["id"]
+    path = f"/api/patients/{patient_id}"
+
+    # PAT-6: cercle makes the creator an auto-habilitated member (through the events).
+    eventually(lambda: coordinator.http.get(path).status_code == 200)
+    circle = coordinator.http.get(f"{path}/circle").json()
+    members = circle["members"] if isinstance(circle, dict) else circle
+    (creator_member,) = [m for m in members if m["holder_id"] == coordinator.id]
+    assert creator_member["auto_habilitation"] is True
+
+    # Another professional, not in the circle: refused, and the attempt is recorded.
+    refused = doctor.http.get(path)
+    assert refused.status_code == 403 and refused.headers["content-type"].startswith("application/problem+json")
+    assert "LEFÈVRE" not in refused.text
+    eventually(lambda: any(not row.allowed for row in audit_rows(suite.gateway_database_url, patient_id, doctor.id)))
+
+    # The nurse joins the circle with habilitation; a task is assigned to her.
+    added = coordinator.http.post(
+        f"{path}/circle/members",
+        json={"holder_kind": "person", "holder_id": nurse.id, "roles": ["intervenant"], "habilitated": True},
+    )
+    assert added.status_code == 201, added.text
+    eventually(lambda: nurse.http.get(path).status_code == 200)
+    task_body = {
+        "type": "appeler_patient",
+        "label": "Rappeler pour la douleur thoracique",
+        "level": "important",
+        "recipients": [{"kind": "person", "id": nurse.id}],
+    }
+
+    def assign() -> dict[str, Any] | None:
+        response = coordinator.http.post(f"{path}/tasks", json=task_body)
+        return response.json() if response.status_code == 201 else None
+
+    task = eventually(assign)
+
+    # notify: an in-app notification for the nurse and an e-mail without clinical content.
+    def notified() -> list[Any]:
+        body = nurse.http.get("/api/notifications").json()
+        items = body["items"] if isinstance(body, dict) else body
+        return [n for n in items if task["id"] in str(n)]
+
+    eventually(notified)
+    mails = eventually(lambda: [m for rcpts, m in smtp.messages if nurse.email in rcpts])
+    text_parts = [
+        part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
+        for part in mails[-1].walk()
+        if part.get_content_maintype() == "text"
+    ]
+    mail_text = str(mails[-1]["Subject"]) + "\n".join(text_parts)
+    assert "douleur" not in mail_text.lower() and "lefèvre" not in mail_text.lower()  # NOT-4: no clinical content
+    assert f"/taches/{task['id']}" in mail_text
+
+    # CER-10: a revocation bites at once, even where the decision was cached.
+    assert coordinator.http.get(path).status_code == 200  # cached as allowed in the gateway
+    started = time.monotonic()
+    revoked = nurse.http.delete(f"{path}/circle/members/{creator_member['id']}/habilitation")
+    assert revoked.status_code in (200, 204), revoked.text
+    eventually(lambda: coordinator.http.get(path).status_code == 403, timeout=1.0, interval=0.02)
+    revocation_s = time.monotonic() - started
+    assert revocation_s < 1.0
+    return {"revocation_s": revocation_s}
