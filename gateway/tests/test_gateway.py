@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import textwrap
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,19 @@ async def test_no_token_is_401_with_bearer_challenge_and_upstream_untouched(
     assert dossier.requests == []
 
 
-@pytest.mark.parametrize("kind", ["expired", "tampered", "alg-none", "unknown-kid", "wrong-audience"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "expired",
+        "not-yet-valid",
+        "tampered",
+        "alg-none",
+        "hs256-with-public-key",
+        "unknown-kid",
+        "wrong-audience",
+        "wrong-issuer",
+    ],
+)
 async def test_bad_tokens_are_401_and_upstream_untouched(
     gateway: Any, issuer: TestIssuer, dossier: Any, cercle: Any, kind: str
 ) -> None:
@@ -57,6 +70,9 @@ async def test_bad_tokens_are_401_and_upstream_untouched(
         "alg-none": lambda: issuer.forge_alg_none(issuer.claims("p1")),
         "unknown-kid": lambda: issuer.mint_with_unknown_kid("p1"),
         "wrong-audience": lambda: issuer.mint("p1", audience="someone-else"),
+        "not-yet-valid": lambda: issuer.mint("p1", not_before=time.time() + 3600),
+        "hs256-with-public-key": lambda: issuer.forge_hs256_with_public_key(issuer.claims("p1")),
+        "wrong-issuer": lambda: issuer.mint("p1", issuer="https://idp.example.org/realms/other"),
     }
     token = tokens[kind]()
     response = await gateway.client.get(
@@ -67,6 +83,26 @@ async def test_bad_tokens_are_401_and_upstream_untouched(
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert dossier.requests == []
     assert cercle.calls == []
+
+
+async def test_a_flood_of_forged_kids_is_refused_without_hammering_the_issuer(
+    gateway: Any, issuer: TestIssuer, dossier: Any, cercle: Any
+) -> None:
+    patient = new_patient()
+    cercle.grant(patient)
+    ok = await gateway.client.get(
+        f"/api/patients/{patient}", headers={"Authorization": f"Bearer {issuer.mint('p1')}"}
+    )
+    assert ok.status_code == 200
+    jwks_before = issuer.jwks_hits
+    for _ in range(100):
+        forged = issuer.mint_with_unknown_kid("p1")
+        response = await gateway.client.get(
+            f"/api/patients/{patient}", headers={"Authorization": f"Bearer {forged}"}
+        )
+        assert response.status_code == 401
+    # At most one refetch per 30 s cooldown, whatever the number of forged kids.
+    assert issuer.jwks_hits - jwks_before <= 1
 
 
 async def test_a_token_of_another_issuer_is_accepted_only_when_configured(

@@ -80,7 +80,9 @@ class RunningSuite:
 
 
 @pytest.fixture(scope="module")
-def embedded_suite(tmp_path_factory: pytest.TempPathFactory, smtp_server: SmtpServer) -> Iterator[RunningSuite]:
+def embedded_suite(
+    tmp_path_factory: pytest.TempPathFactory, smtp_server: SmtpServer
+) -> Iterator[RunningSuite]:
     from coordo.embedded import EmbeddedSuite
 
     var = tmp_path_factory.mktemp("embedded") / "var"
@@ -118,7 +120,13 @@ def distributed_suite(
     prefix = f"coordo_e2e_{uuid.uuid4().hex[:6]}"
     env = dict(os.environ)
     env.update(suite_environment(base, str(run_dir / "var")))
-    env.update({"COORDO_BROKER_URL": amqp_url, "COORDO_SMTP_URL": smtp_server.url, "COORDO_POSTGRES_URL": postgres_server_url})
+    env.update(
+        {
+            "COORDO_BROKER_URL": amqp_url,
+            "COORDO_SMTP_URL": smtp_server.url,
+            "COORDO_POSTGRES_URL": postgres_server_url,
+        }
+    )
     names = [*SERVICES, "gateway"]
     for name in names:
         env[f"COORDO_{name.upper()}_DATABASE_URL"] = f"{postgres_server_url}/{prefix}_{name}"

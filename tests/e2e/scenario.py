@@ -40,7 +40,9 @@ class User:
 
         self.username = username
         self.token = fetch_token(issuer, username, PASSWORD)["access_token"]
-        self.http = httpx.Client(base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {self.token}"})
+        self.http = httpx.Client(
+            base_url=base_url, timeout=10, headers={"Authorization": f"Bearer {self.token}"}
+        )
         me = self.http.get("/api/me")
         assert me.status_code == 200, me.text
         self.profile = me.json()
@@ -78,7 +80,9 @@ def first_slice(suite: Any, smtp: Any) -> dict[str, float]:
     bad = coordinator.http.post("/api/patients", json={**NEW_PATIENT, "birth_date": "2999-01-01"})
     assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
     assert bad.json()["field"] == "birth_date"
-    no_consent = coordinator.http.post("/api/patients", json={k: v for k, v in NEW_PATIENT.items() if k != "consent"})
+    no_consent = coordinator.http.post(
+        "/api/patients", json={k: v for k, v in NEW_PATIENT.items() if k != "consent"}
+    )
     assert no_consent.status_code == 400 and "consent" in no_consent.json()["detail"]
     assert coordinator.http.get("/api/patients").json()["items"] == before
 
@@ -97,9 +101,13 @@ def first_slice(suite: Any, smtp: Any) -> dict[str, float]:
 
     # Another professional, not in the circle: refused, and the attempt is recorded.
     refused = doctor.http.get(path)
-    assert refused.status_code == 403 and refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.status_code == 403 and refused.headers["content-type"].startswith(
+        "application/problem+json"
+    )
     assert "LEFÈVRE" not in refused.text
-    eventually(lambda: any(not row.allowed for row in audit_rows(suite.gateway_database_url, patient_id, doctor.id)))
+    eventually(
+        lambda: any(not row.allowed for row in audit_rows(suite.gateway_database_url, patient_id, doctor.id))
+    )
 
     # The nurse joins the circle with habilitation; a task is assigned to her.
     added = coordinator.http.post(
@@ -135,7 +143,9 @@ def first_slice(suite: Any, smtp: Any) -> dict[str, float]:
         if part.get_content_maintype() == "text"
     ]
     mail_text = str(mails[-1]["Subject"]) + "\n".join(text_parts)
-    assert "douleur" not in mail_text.lower() and "lefèvre" not in mail_text.lower()  # NOT-4: no clinical content
+    assert (
+        "douleur" not in mail_text.lower() and "lefèvre" not in mail_text.lower()
+    )  # NOT-4: no clinical content
     assert f"/taches/{task['id']}" in mail_text
 
     # CER-10: a revocation bites at once, even where the decision was cached.

@@ -77,7 +77,9 @@ def test_a_patient_creation_is_one_trace_across_http_and_amqp(embedded_suite: An
         return [
             s
             for s in spans_of(exporter, revoke_trace)
-            if service(s) == "coordo-gateway" and s.kind == SpanKind.CONSUMER and "HabilitationRevoked" in s.name
+            if service(s) == "coordo-gateway"
+            and s.kind == SpanKind.CONSUMER
+            and "HabilitationRevoked" in s.name
         ]
 
     assert eventually(eviction)
