@@ -18,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from chassis import auth, tracing
 from chassis.db import Database
+from chassis.logs import setup_logging
 from chassis.problems import PROBLEM_JSON, Problem
 from chassis.settings import Settings, contracts_dir
 
@@ -123,6 +124,7 @@ def create_service_app(
     ready_checks: list[Callable[[], None]] | None = None,
 ) -> connexion.FlaskApp:
     """A connexion app for `settings.service`, its contract `contracts/openapi/<service>.yaml`."""
+    setup_logging()  # JSON logs with trace_id, also under gunicorn
     provider = tracing.tracer_provider(settings.service)
     SQLAlchemyInstrumentor().instrument(engine=db.engine, tracer_provider=provider)
     _ensure_verifier(settings)
