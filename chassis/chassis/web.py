@@ -108,11 +108,15 @@ class MetricsMiddleware:
 
 
 def _ensure_verifier(settings: Settings) -> None:
-    # One verifier per process: in embedded mode every service trusts the same issuer.
+    # One verifier per process (in embedded mode every service trusts the same issuer);
+    # a new suite in the same process with another issuer gets a new one.
     try:
-        auth.get_verifier()
+        current = auth.get_verifier()
+        if current.issuer == settings.oidc_issuer and current.audience == settings.oidc_audience:
+            return
     except RuntimeError:
-        auth.configure_verifier(auth.TokenVerifier(settings.oidc_issuer, settings.oidc_audience))
+        pass
+    auth.configure_verifier(auth.TokenVerifier(settings.oidc_issuer, settings.oidc_audience))
 
 
 def create_service_app(

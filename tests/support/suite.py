@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 
 from chassis.settings import SERVICES
@@ -9,7 +10,10 @@ from chassis.settings import SERVICES
 
 def free_port_block(size: int = 8) -> int:
     """A base port such that base..base+size-1 are free now (best effort, loopback only)."""
-    for base in range(20000, 60000, 37):
+    # A random start: two suites in one test process never share an issuer URL (their
+    # identity services have different signing keys, and verifiers cache keys per issuer).
+    start = random.randrange(20000, 50000)
+    for base in range(start, 60000, 37):
         ok = True
         for offset in range(size):
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from agenda.app import SERVICE
 from chassis.events import validate
-from chassis.settings import Settings
 from tests.support.issuer import TestIssuer
+from tests.support.services import bearer, service_under_test
 
 PATIENT = "3f2b8c1e-5d4a-4e6f-9a7b-1c2d3e4f5a6b"
 OTHER_PATIENT = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
@@ -29,19 +29,10 @@ VALID = {
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def service(request: pytest.FixtureRequest, issuer: TestIssuer, var_dir: Path) -> Iterator[Any]:
-    settings = SERVICE.settings()
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_database")
-        settings = Settings(**{**settings.__dict__, "database_url": url})
-    SERVICE.migrate(settings)
-    db = SERVICE.database(settings)
-    app = SERVICE.create_app(settings, db)
-    yield app.test_client(), db
-    db.dispose()
+    yield from service_under_test(SERVICE, request)
 
 
-def auth(issuer: TestIssuer, sub: str = "person-1", **claims: Any) -> dict[str, str]:
-    return {"Authorization": "Bearer " + issuer.mint(sub, extra_claims={"structures": ["dac-1"], **claims})}
+auth = bearer
 
 
 def as_structure(issuer: TestIssuer, sub: str = "person-1", structure: str = "dac-1") -> dict[str, str]:

@@ -12,23 +12,15 @@ from sqlalchemy import func, select
 
 from cercle.app import SERVICE
 from chassis.events import make_envelope, validate
-from chassis.settings import Settings
 from tests.support.issuer import TestIssuer
+from tests.support.services import service_under_test
 
 QUEUE = "cercle.dossier.events"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def service(request: pytest.FixtureRequest, issuer: TestIssuer, var_dir: Any) -> Iterator[Any]:
-    settings = SERVICE.settings()
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_database")
-        settings = Settings(**{**settings.__dict__, "database_url": url})
-    SERVICE.migrate(settings)
-    db = SERVICE.database(settings)
-    app = SERVICE.create_app(settings, db)
-    yield app.test_client(), db
-    db.dispose()
+    yield from service_under_test(SERVICE, request)
 
 
 def auth(

@@ -14,10 +14,10 @@ from sqlalchemy import func, select, update
 
 from chassis.db import utcnow
 from chassis.events import validate
-from chassis.settings import Settings
 from documents import domain
 from documents.app import SERVICE
 from tests.support.issuer import TestIssuer
+from tests.support.services import bearer, service_under_test
 
 PATIENT = "3f2b8c1e-5d4a-4e6f-9a7b-1c2d3e4f5a6b"
 OTHER_PATIENT = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
@@ -28,19 +28,10 @@ FORM = {"title": "Compte rendu de sortie", "class_code": "10", "type_code": "114
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def service(request: pytest.FixtureRequest, issuer: TestIssuer, var_dir: Path) -> Iterator[Any]:
-    settings = SERVICE.settings()
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_database")
-        settings = Settings(**{**settings.__dict__, "database_url": url})
-    SERVICE.migrate(settings)
-    db = SERVICE.database(settings)
-    app = SERVICE.create_app(settings, db)
-    yield app.test_client(), db
-    db.dispose()
+    yield from service_under_test(SERVICE, request)
 
 
-def auth(issuer: TestIssuer, sub: str = "person-1", **claims: Any) -> dict[str, str]:
-    return {"Authorization": "Bearer " + issuer.mint(sub, extra_claims={"structures": ["dac-1"], **claims})}
+auth = bearer
 
 
 def upload(

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from chassis.events import make_envelope, validate
-from chassis.settings import Settings
 from dossier.app import SERVICE
 from tests.support.issuer import TestIssuer
+from tests.support.services import bearer, service_under_test
 
 VALID = {
     "birth_name": "Dupont",
@@ -25,19 +25,10 @@ VALID = {
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def service(request: pytest.FixtureRequest, issuer: TestIssuer, var_dir: Any) -> Iterator[Any]:
-    settings = SERVICE.settings()
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_database")
-        settings = Settings(**{**settings.__dict__, "database_url": url})
-    SERVICE.migrate(settings)
-    db = SERVICE.database(settings)
-    app = SERVICE.create_app(settings, db)
-    yield app.test_client(), db
-    db.dispose()
+    yield from service_under_test(SERVICE, request)
 
 
-def auth(issuer: TestIssuer, sub: str = "person-1", **claims: Any) -> dict[str, str]:
-    return {"Authorization": "Bearer " + issuer.mint(sub, extra_claims={"structures": ["dac-1"], **claims})}
+auth = bearer
 
 
 def counts(db: Any) -> tuple[int, int]:
