@@ -150,6 +150,7 @@ def distributed_suite(
         raise
     finally:
         suite.stop()
+        delete_service_queues(amqp_url)  # leave no durable queue filling up behind the tests
         admin = create_engine(
             f"{postgres_server_url}/postgres".replace("postgresql://", "postgresql+psycopg://", 1),
             isolation_level="AUTOCOMMIT",
