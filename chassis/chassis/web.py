@@ -175,5 +175,7 @@ def create_service_app(
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         tracer_provider=provider,
         excluded_urls="health/live,health/ready,metrics",
+        # One server span per request, not three (receive/send spans cost CPU on every call).
+        exclude_spans=["receive", "send"],
     )
     return app
