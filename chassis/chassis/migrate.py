@@ -77,3 +77,41 @@ def run_env(target_metadata: MetaData) -> None:
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()
+
+
+def create_chassis_tables(op: Any) -> None:
+    """The outbox and the consumers' dedup keys, as `add_chassis_tables` declares them:
+    every service's first migration calls this instead of repeating them."""
+    import sqlalchemy as sa
+
+    op.create_table(
+        "outbox",
+        sa.Column(
+            "position",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("message_id", sa.String(length=36), nullable=False),
+        sa.Column("routing_key", sa.String(length=200), nullable=False),
+        sa.Column("envelope", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("position"),
+        sa.UniqueConstraint("message_id"),
+    )
+    op.create_index("ix_outbox_published_at", "outbox", ["published_at"], unique=False)
+    op.create_table(
+        "processed_messages",
+        sa.Column("consumer_id", sa.String(length=200), nullable=False),
+        sa.Column("message_id", sa.String(length=36), nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("consumer_id", "message_id"),
+    )
+
+
+def drop_chassis_tables(op: Any) -> None:
+    op.drop_table("processed_messages")
+    op.drop_index("ix_outbox_published_at", table_name="outbox")
+    op.drop_table("outbox")
