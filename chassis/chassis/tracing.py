@@ -23,6 +23,11 @@ _extra_processors: list[SpanProcessor] = []
 _lock = threading.Lock()
 
 
+def enabled() -> bool:
+    """OpenTelemetry's own switch: OTEL_SDK_DISABLED=true leaves the web stack uninstrumented."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true"
+
+
 def add_span_processor(processor: SpanProcessor) -> None:
     """Attach a processor (e.g. an in-memory exporter in tests) to every provider, now and later."""
     with _lock:

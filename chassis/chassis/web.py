@@ -130,7 +130,8 @@ def create_service_app(
     """A connexion app for `settings.service`, its contract `contracts/openapi/<service>.yaml`."""
     setup_logging()  # JSON logs with trace_id, also under gunicorn
     provider = tracing.tracer_provider(settings.service)
-    SQLAlchemyInstrumentor().instrument(engine=db.engine, tracer_provider=provider)
+    if tracing.enabled():
+        SQLAlchemyInstrumentor().instrument(engine=db.engine, tracer_provider=provider)
     _ensure_verifier(settings)
 
     app = connexion.FlaskApp(import_name, specification_dir=str(contracts_dir() / "openapi"))
@@ -170,6 +171,8 @@ def create_service_app(
     flask_app.add_url_rule("/metrics", "metrics", metrics_view)
 
     app.add_middleware(MetricsMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, metrics=metrics)
+    if not tracing.enabled():
+        return app
     app.add_middleware(
         OpenTelemetryMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
