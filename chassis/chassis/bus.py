@@ -35,6 +35,8 @@ class OutgoingMessage:
     routing_key: str
     envelope: dict[str, Any]
     headers: dict[str, Any] = field(default_factory=dict)
+    # "" is the default exchange: the routing key then names a queue (retries go there).
+    exchange: str = EVENTS_EXCHANGE.name
 
 
 def is_memory(url: str) -> bool:
@@ -136,6 +138,8 @@ class Publisher:
                         producer.publish(
                             json.dumps(message.envelope, separators=(",", ":")),
                             routing_key=message.routing_key,
+                            # An Exchange object: kombu would take the string "" for "unset".
+                            exchange=Exchange(message.exchange),
                             content_type="application/json",
                             content_encoding="utf-8",
                             delivery_mode=2,
@@ -158,7 +162,7 @@ class Publisher:
                                 type=message.envelope["type"],
                                 application_headers=message.headers,
                             ),
-                            exchange=EVENTS_EXCHANGE.name,
+                            exchange=message.exchange,
                             routing_key=message.routing_key,
                         )
                         self._outstanding.add(self._next_tag)

@@ -81,6 +81,7 @@ class EventConsumer:
         self.handled = 0
         self.max_batch = max_batch
         self._pending: list[_Delivery] = []
+        self._retry_publisher = bus.Publisher(broker_url)
 
     def queues(self) -> list[Queue]:
         return queues_for(self.subscription)
@@ -261,18 +262,17 @@ class EventConsumer:
             "event %s %s failed (attempt %d), retrying", envelope.get("type"), envelope.get("id"), attempts
         )
         threading.Event().wait(min(2.0, self.base_backoff_s * 2 ** (attempts - 1)))
-        # Re-queue a copy at the tail with its attempt count, then ack the original.
-        producer = Producer(connection.default_channel)
-        producer.publish(
-            message.body,
-            exchange="",
-            routing_key=queue_name,
-            headers={**headers, "x-attempts": attempts},
-            content_type=message.content_type,
-            content_encoding=message.content_encoding,
-            delivery_mode=2,
-            message_id=envelope.get("id"),
-            retry=False,
+        # Re-queue a copy at the tail with its attempt count — confirmed by the broker — and
+        # only then ack the original: a crash in between means a duplicate, never a loss.
+        self._retry_publisher.publish(
+            [
+                bus.OutgoingMessage(
+                    routing_key=queue_name,
+                    envelope=envelope,
+                    headers={**headers, "x-attempts": attempts},
+                    exchange="",
+                )
+            ]
         )
         message.ack()
 
@@ -286,6 +286,8 @@ class EventConsumer:
                 exchange=bus.DEAD_LETTER_EXCHANGE,
                 routing_key=f"{queue_name}.dlq",
                 headers=headers,
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
                 retry=False,
             )
             message.ack()
@@ -336,3 +338,4 @@ class EventConsumer:
                 )
                 stop.wait(delay)
         self.ready.clear()
+        self._retry_publisher.close()

@@ -200,9 +200,11 @@ def test_the_same_message_delivered_twice_changes_nothing(
     delete_queues(amqp_url, consumer)
 
 
+@pytest.mark.parametrize("transport", ["amqp", "memory"])
 def test_a_poison_message_goes_to_the_dead_letter_queue_and_the_consumer_goes_on(
-    tmp_path: Any, amqp_url: str, consumer_name: str, running: Any
+    transport: str, tmp_path: Any, consumer_name: str, running: Any, request: pytest.FixtureRequest
 ) -> None:
+    amqp_url = request.getfixturevalue("amqp_url") if transport == "amqp" else "memory://"
     producer_db, consumer_db = make_db(tmp_path, "producer"), make_db(tmp_path, "consumer")
     poison_ids: set[str] = set()
 
@@ -243,4 +245,5 @@ def test_a_poison_message_goes_to_the_dead_letter_queue_and_the_consumer_goes_on
     assert wait_for(lambda: bool(found.extend(dead_letters()) or found), timeout=10)
     assert found[0]["subject"] == poison
     assert effects(consumer_db) == [good]
-    delete_queues(amqp_url, consumer)
+    if transport == "amqp":
+        delete_queues(amqp_url, consumer)
