@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy chassis/chassis $(foreach s,$(SERVICES),services/$(s)/$(s)/domain.py)
+	$(VENV)/bin/mypy chassis/chassis $(foreach s,$(SERVICES),$(wildcard services/$(s)/$(s)/domain*.py))
 
 pytest: $(STAMP)
 	$(VENV)/bin/pytest -q

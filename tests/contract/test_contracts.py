@@ -88,3 +88,16 @@ def test_the_catalogue_lists_every_event_with_its_producer_and_real_consumers() 
     for routing_key in subscriptions:
         producer, event_type = routing_key.split(".", 1)
         assert event_type in schemas, f"{routing_key} is consumed but has no schema"
+
+
+def test_the_committed_catalogue_is_the_generated_one() -> None:
+    """contracts/asyncapi.yaml is generated: a new event or consumer needs `contracts/catalogue.py` run."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("catalogue", CONTRACTS / "catalogue.py")
+    assert spec and spec.loader
+    catalogue = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(catalogue)
+    assert (CONTRACTS / "asyncapi.yaml").read_text("utf-8") == catalogue.render(), (
+        "contracts/asyncapi.yaml is stale: run .venv/bin/python contracts/catalogue.py"
+    )
