@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import connexion
 
+from cercle.clock import Clock
 from cercle.consumers import subscriptions
 from cercle.models import metadata
-from chassis.service import ServiceDefinition
+from cercle.usecases import BreakGlassExpiry
+from chassis.db import Database
+from chassis.service import BackgroundJob, ServiceDefinition
+from chassis.settings import Settings
+
+
+def _extras(_settings: Settings, _db: Database) -> dict[str, Any]:
+    # Tests set this clock to check that break-the-glass ends at exactly two hours.
+    return {"clock": Clock()}
+
+
+def _background(_settings: Settings, db: Database) -> list[BackgroundJob]:
+    return [BreakGlassExpiry(db, Clock()).run]
+
 
 SERVICE = ServiceDefinition(
     name="cercle",
@@ -16,6 +31,8 @@ SERVICE = ServiceDefinition(
     metadata=metadata,
     migrations_dir=Path(__file__).parent / "migrations",
     subscriptions=subscriptions,
+    extras=_extras,
+    background=_background,
 )
 
 

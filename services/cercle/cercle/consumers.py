@@ -18,6 +18,14 @@ def on_user_registered(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     usecases.record_person(uow, envelope)
 
 
+def on_delegation_granted(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
+    usecases.record_delegation_granted(uow, envelope)
+
+
+def on_delegation_revoked(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
+    usecases.record_delegation_revoked(uow, envelope)
+
+
 def subscriptions(_settings: Settings) -> list[Subscription]:
     return [
         Subscription(
@@ -25,6 +33,8 @@ def subscriptions(_settings: Settings) -> list[Subscription]:
             handlers={
                 "dossier.PatientCreated": on_patient_created,
                 "identity.UserRegistered": on_user_registered,
+                "identity.DelegationGranted": on_delegation_granted,
+                "identity.DelegationRevoked": on_delegation_revoked,
             },
         )
     ]

@@ -129,10 +129,11 @@ def test_the_decision_allows_the_creator_and_refuses_anyone_else(service: Any, i
     assert allowed == {
         "patient_id": patient_id,
         "allowed": True,
-        "basis": "member",
+        "basis": "person",
         "holder_kind": "person",
         "holder_id": "person-1",
         "max_age_s": 5,
+        "expires_at": None,
     }
     refused = decide(client, issuer, patient_id, "person-2")
     assert refused["allowed"] is False and refused["basis"] is None
