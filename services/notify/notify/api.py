@@ -24,3 +24,23 @@ def mark_read(notification_id: str) -> dict[str, Any]:
 
 def mark_all_read() -> dict[str, Any]:
     return usecases.mark_all_read(service_context().db, current_actor())
+
+
+def list_types() -> dict[str, Any]:
+    return usecases.catalogue()
+
+
+def get_preferences() -> dict[str, Any]:
+    return usecases.preferences(service_context().db, current_actor())
+
+
+def set_preference(type: str, body: dict[str, Any]) -> dict[str, Any]:  # noqa: A002 - the path names it
+    return usecases.set_preference(service_context().db, current_actor(), type, body)
+
+
+def reset_preferences(body: dict[str, Any] | None = None) -> dict[str, Any]:
+    return usecases.reset_preferences(service_context().db, current_actor(), (body or {}).get("group"))
+
+
+def set_delivery(body: dict[str, Any]) -> dict[str, Any]:
+    return usecases.set_delivery(service_context().db, current_actor(), body)

@@ -1,10 +1,12 @@
 """The e-mail sender: delivers `outgoing_emails` rows over SMTP, or into .eml files.
 
 Runs as a background thread of the notify worker (never in a web process). A row is
-claimed for a short lease (FOR UPDATE SKIP LOCKED on PostgreSQL), sent, then marked
-sent; a failure is retried with backoff and never dropped. A crash between the SMTP
-server's acceptance and the mark can send one e-mail twice (at-least-once delivery);
-each row keeps a stable Message-ID so mail systems can tell the copies apart.
+claimed for a short lease (FOR UPDATE SKIP LOCKED on PostgreSQL), so two workers never
+send it both; sent; then marked sent. A refusal (4xx/5xx) or a connection failure leaves
+it pending, retried with backoff (5 s doubling up to 15 min) and never dropped. The one
+window left for a duplicate is a crash (or a lost connection) after the SMTP server
+accepted the DATA and before the mark is committed; the copy then carries the same
+Message-ID (the row id), so mail systems can tell it is the same message.
 
 Without `COORDO_SMTP_URL` the embedded sink writes each e-mail as
 `<COORDO_VAR_DIR or ./var>/mail/<id>.eml`, readable by any mail client.
@@ -18,17 +20,18 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 
 from chassis.db import Database, utcnow
 from chassis.settings import Settings, env, var_dir
-from notify import domain
+from notify import domain, render
 from notify.models import OutgoingEmail, Person
 
 log = logging.getLogger(__name__)
@@ -73,21 +76,20 @@ class FileTransport:
 class SmtpTransport:
     """smtplib, one connection per batch, reopened after an error."""
 
-    def __init__(self, url: str) -> None:
-        self.target = domain.parse_smtp_url(url)
+    def __init__(self, target: domain.SmtpTarget | str, *, timeout_s: float = SMTP_TIMEOUT_S) -> None:
+        self.target = domain.parse_smtp_url(target) if isinstance(target, str) else target
+        self.timeout_s = timeout_s
         self._smtp: smtplib.SMTP | None = None
 
     def _connect(self) -> smtplib.SMTP:
         target = self.target
         smtp: smtplib.SMTP
         if target.ssl:
-            smtp = smtplib.SMTP_SSL(
-                target.host, target.port, timeout=SMTP_TIMEOUT_S, context=ssl.create_default_context()
-            )
+            smtp = smtplib.SMTP_SSL(target.host, target.port, timeout=self.timeout_s, context=tls_context())
         else:
-            smtp = smtplib.SMTP(target.host, target.port, timeout=SMTP_TIMEOUT_S)
+            smtp = smtplib.SMTP(target.host, target.port, timeout=self.timeout_s)
             if target.starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=tls_context())
         if target.username:
             smtp.login(target.username, target.password or "")
         return smtp
@@ -110,25 +112,66 @@ class SmtpTransport:
                 smtp.close()
 
 
+def tls_context() -> ssl.SSLContext:
+    """Verifies the server's certificate: system CAs, or COORDO_SMTP_CA_FILE (a private CA)."""
+    return ssl.create_default_context(cafile=env("COORDO_SMTP_CA_FILE"))
+
+
 def transport_from_env() -> Transport:
+    """COORDO_SMTP_URL, with COORDO_SMTP_TLS / _USERNAME / _PASSWORD overriding its parts
+    (see services/notify/README.md); without it, the .eml file sink."""
     url = env("COORDO_SMTP_URL")
     if url:
-        return SmtpTransport(url)
+        target = domain.parse_smtp_url(
+            url,
+            tls=env("COORDO_SMTP_TLS"),
+            username=env("COORDO_SMTP_USERNAME"),
+            password=env("COORDO_SMTP_PASSWORD"),
+        )
+        return SmtpTransport(target, timeout_s=float(env("COORDO_SMTP_TIMEOUT_S", str(SMTP_TIMEOUT_S)) or 10))
     return FileTransport(var_dir() / "mail")
+
+
+def _headers(
+    message: EmailMessage, *, message_id: str, to_address: str, sender: str, domain_name: str
+) -> None:
+    message["From"] = sender
+    message["To"] = to_address
+    # Stable per row: a copy sent again after a crash carries the same id.
+    message["Message-ID"] = f"<{message_id}@{domain_name}>"
+    message["X-Coordo-Email-Id"] = message_id
+    message["Auto-Submitted"] = "auto-generated"
 
 
 def build_message(row: OutgoingEmail, to_address: str, sender: str, domain_name: str) -> EmailMessage:
     message = EmailMessage()
-    message["From"] = sender
-    message["To"] = to_address
+    _headers(message, message_id=row.id, to_address=to_address, sender=sender, domain_name=domain_name)
     message["Subject"] = row.subject
     message["Date"] = format_datetime(row.created_at)
-    # Stable per row: a copy sent again after a crash carries the same id.
-    message["Message-ID"] = f"<{row.id}@{domain_name}>"
-    message["X-Coordo-Email-Id"] = row.id
-    message["Auto-Submitted"] = "auto-generated"
     message.set_content(row.body_text, charset="utf-8")
     return message
+
+
+def build_digest(rows: list[OutgoingEmail], to_address: str, sender: str, domain_name: str) -> EmailMessage:
+    """One e-mail for the day's notifications of one person (the first row's id is its id)."""
+    message = EmailMessage()
+    _headers(message, message_id=rows[0].id, to_address=to_address, sender=sender, domain_name=domain_name)
+    message["Subject"] = f"[Coordo] Vos notifications du jour ({len(rows)})"
+    message["Date"] = format_datetime(utcnow())
+    message.set_content(render.digest([row.summary for row in rows]), charset="utf-8")
+    return message
+
+
+@dataclass
+class _Parcel:
+    """What goes out in one SMTP transaction: one row, or the rows of one digest."""
+
+    rows: list[OutgoingEmail]
+    address: str | None
+
+    @property
+    def ids(self) -> list[str]:
+        return [row.id for row in self.rows]
 
 
 class MailSender:
@@ -139,7 +182,7 @@ class MailSender:
         *,
         sender: str = DEFAULT_FROM,
         batch_size: int = 50,
-        idle_wait_s: float = 1.0,
+        idle_wait_s: float = 0.25,
     ) -> None:
         self.db = db
         self.transport_factory = transport_factory
@@ -147,9 +190,22 @@ class MailSender:
         self.batch_size = batch_size
         self.idle_wait_s = idle_wait_s
         self.domain_name = sender.rsplit("@", 1)[-1].strip("> ") or "coordo.local"
+        self.wake = threading.Event()  # set to look for e-mails at once (embedded mode, tests)
 
-    def _claim(self, now: datetime) -> list[tuple[OutgoingEmail, str | None]]:
-        """Rows due now, each held for LEASE, with the best address known for it."""
+    def _address(self, session: Any, row: OutgoingEmail) -> str | None:
+        if row.to_address:
+            return row.to_address
+        if row.person_id:
+            # The person may have registered after the event: look again.
+            person = session.get(Person, row.person_id)
+            return person.email if person else None
+        if row.type == "directory_entry_request":
+            return env("COORDO_DIRECTORY_CENTRE_EMAIL")
+        return None
+
+    def _claim(self, now: datetime) -> list[_Parcel]:
+        """Rows due now, each held for LEASE, with the best address known for it; the due
+        digest rows of one person make one parcel."""
         with self.db.session_factory() as session, session.begin():
             query = (
                 select(OutgoingEmail)
@@ -164,62 +220,92 @@ class MailSender:
             if not self.db.is_sqlite:
                 query = query.with_for_update(skip_locked=True)
             rows = list(session.scalars(query))
-            claimed = []
+            parcels: list[_Parcel] = []
+            digests: dict[str, _Parcel] = {}
             for row in rows:
                 row.locked_until = now + LEASE
-                address = row.to_address
-                if address is None:
-                    # The person may have registered after the event: look again.
-                    person = session.get(Person, row.person_id)
-                    address = person.email if person else None
-                claimed.append((row, address))
-            return claimed
+                address = self._address(session, row)
+                if row.digest and address:
+                    parcel = digests.get(address)
+                    if parcel is None:
+                        parcel = digests[address] = _Parcel([], address)
+                        parcels.append(parcel)
+                    parcel.rows.append(row)
+                else:
+                    parcels.append(_Parcel([row], address))
+            session.flush()
+            for row in rows:
+                session.expunge(row)
+            return parcels
 
-    def _finish(self, row_id: str, *, address: str | None, error: str | None, now: datetime) -> None:
+    def _finish(self, parcel: _Parcel, *, error: str | None, now: datetime) -> None:
         with self.db.session_factory() as session, session.begin():
-            row = session.get(OutgoingEmail, row_id)
-            if row is None:
-                return
-            row.locked_until = None
             if error is None:
-                row.status = "sent"
-                row.sent_at = utcnow()
-                row.to_address = address
-                row.last_error = None
-            else:
+                # One statement and its commit: this is the sender's hot path.
+                sent_at = utcnow()
+                first, rest = parcel.ids[0], parcel.ids[1:]
+                done = {
+                    "locked_until": None,
+                    "sent_at": sent_at,
+                    "to_address": parcel.address,
+                    "last_error": None,
+                }
+                session.execute(
+                    update(OutgoingEmail).where(OutgoingEmail.id == first).values(status="sent", **done)
+                )
+                if rest:
+                    session.execute(
+                        update(OutgoingEmail)
+                        .where(OutgoingEmail.id.in_(rest))
+                        .values(status="merged", **done)
+                    )
+                return
+            for row_id in parcel.ids:
+                row = session.get(OutgoingEmail, row_id)
+                if row is None:
+                    continue
+                row.locked_until = None
                 row.attempts += 1
                 row.next_attempt_at = now + domain.backoff(row.attempts)
                 row.last_error = error[:500]
 
+    def _message(self, parcel: _Parcel, address: str) -> EmailMessage:
+        if len(parcel.rows) > 1 or parcel.rows[0].digest:
+            return build_digest(parcel.rows, address, self.sender, self.domain_name)
+        return build_message(parcel.rows[0], address, self.sender, self.domain_name)
+
     def send_pending(self, now: datetime | None = None) -> int:
-        """Send one batch of due e-mails; return how many were sent."""
+        """Send one batch of due e-mails; return how many e-mails left (a digest counts one)."""
         now = now or utcnow()
-        claimed = self._claim(now)
-        if not claimed:
+        parcels = self._claim(now)
+        if not parcels:
             return 0
         sent = 0
         unreachable: str | None = None
         transport = self.transport_factory()
         try:
-            for row, address in claimed:
-                if not address:
-                    self._finish(
-                        row.id, address=None, error="no e-mail address known for the person", now=now
-                    )
+            for parcel in parcels:
+                if not parcel.address:
+                    self._finish(parcel, error="no e-mail address known yet", now=now)
                     continue
                 if unreachable is not None:
-                    self._finish(row.id, address=address, error=unreachable, now=now)
+                    self._finish(parcel, error=unreachable, now=now)
                     continue
                 try:
-                    transport.send(build_message(row, address, self.sender, self.domain_name))
+                    transport.send(self._message(parcel, parcel.address))
                 except Exception as exc:  # noqa: BLE001 - any failure is retried later
                     error = f"{exc.__class__.__name__}: {exc}"
-                    log.warning("e-mail %s not sent (attempt %d): %s", row.id, row.attempts + 1, error)
+                    log.warning(
+                        "e-mail %s not sent (attempt %d): %s",
+                        parcel.ids[0],
+                        parcel.rows[0].attempts + 1,
+                        error,
+                    )
                     if isinstance(exc, UNREACHABLE):
                         unreachable = error
-                    self._finish(row.id, address=address, error=error, now=now)
+                    self._finish(parcel, error=error, now=now)
                     continue
-                self._finish(row.id, address=address, error=None, now=now)
+                self._finish(parcel, error=None, now=now)
                 sent += 1
         finally:
             transport.close()
@@ -238,11 +324,22 @@ class MailSender:
                 stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
                 continue
             if sent < self.batch_size:
-                stop.wait(self.idle_wait_s)
-        log.info("e-mail sender stopped")
+                self.wake.wait(self.idle_wait_s)
+                self.wake.clear()
 
 
 def background(_settings: Settings, db: Database) -> list[Callable[[threading.Event], Any]]:
-    """The worker's background jobs: the e-mail sender."""
-    sender = MailSender(db, sender=env("COORDO_MAIL_FROM", DEFAULT_FROM) or DEFAULT_FROM)
-    return [sender.run]
+    """The worker's background jobs: the e-mail senders. On PostgreSQL several of them
+    (COORDO_MAIL_SENDERS, default 3) share the outbox through SKIP LOCKED claims, so the
+    waits on the database and the SMTP server overlap; SQLite has one writer: one sender."""
+    count = 1 if db.is_sqlite else max(1, int(env("COORDO_MAIL_SENDERS", "3") or 3))
+    senders = [
+        MailSender(
+            db,
+            sender=env("COORDO_MAIL_FROM", DEFAULT_FROM) or DEFAULT_FROM,
+            idle_wait_s=float(env("COORDO_MAIL_POLL_S", "0.25") or 0.25),
+            batch_size=10 if count > 1 else 50,
+        )
+        for _ in range(count)
+    ]
+    return [sender.run for sender in senders]
