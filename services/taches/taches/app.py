@@ -9,6 +9,7 @@ import connexion
 from chassis.service import ServiceDefinition
 from taches.consumers import subscriptions
 from taches.models import metadata
+from taches.scheduler import background
 
 SERVICE = ServiceDefinition(
     name="taches",
@@ -16,6 +17,7 @@ SERVICE = ServiceDefinition(
     metadata=metadata,
     migrations_dir=Path(__file__).parent / "migrations",
     subscriptions=subscriptions,
+    background=background,
 )
 
 

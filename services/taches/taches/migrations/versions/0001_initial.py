@@ -2,16 +2,16 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-30 21:04:49.300977
+Create Date: 2026-11-30 23:55:12.512754
 
 """
 
 from typing import Sequence, Union
 
 from alembic import op
+import sqlalchemy as sa
 
 from chassis.migrate import create_chassis_tables, drop_chassis_tables
-import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
@@ -44,6 +44,38 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("patient_id"),
     )
     op.create_table(
+        "patient_links",
+        sa.Column("link_id", sa.String(length=36), nullable=False),
+        sa.Column("patient_id", sa.String(length=36), nullable=False),
+        sa.Column("linked_patient_id", sa.String(length=36), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("link_id"),
+    )
+    with op.batch_alter_table("patient_links", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_patient_links_linked_patient_id"), ["linked_patient_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_patient_links_patient_id"), ["patient_id"], unique=False)
+
+    op.create_table(
+        "person_structures",
+        sa.Column("person_id", sa.String(length=64), nullable=False),
+        sa.Column("structure_id", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("person_id", "structure_id"),
+    )
+    with op.batch_alter_table("person_structures", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_person_structures_structure_id"), ["structure_id"], unique=False)
+
+    op.create_table(
+        "task_types",
+        sa.Column("code", sa.String(length=40), nullable=False),
+        sa.Column("label", sa.String(length=120), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("code"),
+    )
+    op.create_table(
         "tasks",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("patient_id", sa.String(length=36), nullable=False),
@@ -53,38 +85,30 @@ def upgrade() -> None:
         sa.Column("comment", sa.Text(), nullable=True),
         sa.Column("due_date", sa.Date(), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("zone", sa.String(length=64), nullable=True),
+        sa.Column("form_id", sa.String(length=36), nullable=True),
         sa.Column("created_by", sa.String(length=64), nullable=False),
         sa.Column("created_by_structure", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("due_soon_sent_for", sa.Date(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_tasks_due_date"), ["due_date"], unique=False)
         batch_op.create_index(batch_op.f("ix_tasks_patient_id"), ["patient_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_tasks_status"), ["status"], unique=False)
+        batch_op.create_index(batch_op.f("ix_tasks_zone"), ["zone"], unique=False)
 
     op.create_table(
-        "task_recipients",
-        sa.Column("task_id", sa.String(length=36), nullable=False),
-        sa.Column("recipient_kind", sa.String(length=10), nullable=False),
-        sa.Column("recipient_id", sa.String(length=64), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["task_id"],
-            ["tasks.id"],
-        ),
-        sa.PrimaryKeyConstraint("task_id", "recipient_kind", "recipient_id"),
-    )
-    with op.batch_alter_table("task_recipients", schema=None) as batch_op:
-        batch_op.create_index("ix_task_recipients_holder", ["recipient_kind", "recipient_id"], unique=False)
-
-    op.create_table(
-        "task_status_changes",
+        "task_changes",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("task_id", sa.String(length=36), nullable=False),
-        sa.Column("from_status", sa.String(length=20), nullable=True),
-        sa.Column("to_status", sa.String(length=20), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("field", sa.String(length=40), nullable=False),
+        sa.Column("from_value", sa.Text(), nullable=True),
+        sa.Column("to_value", sa.Text(), nullable=True),
         sa.Column("changed_by", sa.String(length=64), nullable=False),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -93,33 +117,110 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table("task_status_changes", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_task_status_changes_task_id"), ["task_id"], unique=False)
+    with op.batch_alter_table("task_changes", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_task_changes_task_id"), ["task_id"], unique=False)
+
+    op.create_table(
+        "task_documents",
+        sa.Column("task_id", sa.String(length=36), nullable=False),
+        sa.Column("document_id", sa.String(length=36), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["task_id"],
+            ["tasks.id"],
+        ),
+        sa.PrimaryKeyConstraint("task_id", "document_id"),
+    )
+    op.create_table(
+        "task_patients",
+        sa.Column("task_id", sa.String(length=36), nullable=False),
+        sa.Column("patient_id", sa.String(length=36), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["task_id"],
+            ["tasks.id"],
+        ),
+        sa.PrimaryKeyConstraint("task_id", "patient_id"),
+    )
+    with op.batch_alter_table("task_patients", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_task_patients_patient_id"), ["patient_id"], unique=False)
+
+    op.create_table(
+        "task_recipients",
+        sa.Column("task_id", sa.String(length=36), nullable=False),
+        sa.Column("recipient_kind", sa.String(length=10), nullable=False),
+        sa.Column("recipient_id", sa.String(length=64), nullable=False),
+        sa.Column("orphaned_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("task_status", sa.String(length=20), nullable=False),
+        sa.Column("task_due_date", sa.Date(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["task_id"],
+            ["tasks.id"],
+        ),
+        sa.PrimaryKeyConstraint("task_id", "recipient_kind", "recipient_id"),
+    )
+    with op.batch_alter_table("task_recipients", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_task_recipients_inbox",
+            ["recipient_kind", "recipient_id", "orphaned_at", "task_status", "task_due_date"],
+            unique=False,
+        )
 
     # ### end Alembic commands ###
+    # The booklet's task types (Fiche 23); admins edit the list through /api/task-types.
+    op.bulk_insert(
+        sa.table(
+            "task_types",
+            sa.column("code", sa.String),
+            sa.column("label", sa.String),
+            sa.column("active", sa.Boolean),
+            sa.column("position", sa.Integer),
+        ),
+        [
+            {"code": "appeler_famille", "label": "Appeler famille/entourage", "active": True, "position": 1},
+            {"code": "appeler_patient", "label": "Appeler patient/usager", "active": True, "position": 2},
+            {"code": "bilan_ppcs", "label": "Bilan du PPCS", "active": True, "position": 3},
+            {"code": "autre", "label": "Autre", "active": True, "position": 4},
+        ],
+    )
 
 
 def downgrade() -> None:
     """Downgrade schema."""
-    drop_chassis_tables(op)
     # ### commands auto generated by Alembic - please adjust! ###
-    with op.batch_alter_table("task_status_changes", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_task_status_changes_task_id"))
-
-    op.drop_table("task_status_changes")
     with op.batch_alter_table("task_recipients", schema=None) as batch_op:
-        batch_op.drop_index("ix_task_recipients_holder")
+        batch_op.drop_index("ix_task_recipients_inbox")
 
     op.drop_table("task_recipients")
+    with op.batch_alter_table("task_patients", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_task_patients_patient_id"))
+
+    op.drop_table("task_patients")
+    op.drop_table("task_documents")
+    with op.batch_alter_table("task_changes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_task_changes_task_id"))
+
+    op.drop_table("task_changes")
     with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_tasks_zone"))
         batch_op.drop_index(batch_op.f("ix_tasks_status"))
         batch_op.drop_index(batch_op.f("ix_tasks_patient_id"))
         batch_op.drop_index(batch_op.f("ix_tasks_due_date"))
 
     op.drop_table("tasks")
+    op.drop_table("task_types")
+    with op.batch_alter_table("person_structures", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_person_structures_structure_id"))
+
+    op.drop_table("person_structures")
+    with op.batch_alter_table("patient_links", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_patient_links_patient_id"))
+        batch_op.drop_index(batch_op.f("ix_patient_links_linked_patient_id"))
+
+    op.drop_table("patient_links")
     op.drop_table("known_patients")
     with op.batch_alter_table("habilitations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_habilitations_holder_id"))
 
     op.drop_table("habilitations")
     # ### end Alembic commands ###
+    drop_chassis_tables(op)
