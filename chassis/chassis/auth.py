@@ -359,9 +359,12 @@ class Actor:
     medical: bool
     roles: tuple[str, ...]
     name: str | None
+    #: The grantor of a delegation the person acts under (header X-Act-For, ID-6). The gateway
+    #: forwards it only once cercle has confirmed the delegation for this patient.
+    acting_for: str | None = None
 
     @classmethod
-    def from_claims(cls, claims: dict[str, Any], act_as: str | None) -> Actor:
+    def from_claims(cls, claims: dict[str, Any], act_as: str | None, act_for: str | None = None) -> Actor:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise ValueError("claims have no subject")
@@ -381,6 +384,7 @@ class Actor:
             medical=claims.get("medical") is True,
             roles=tuple(str(r) for r in roles) if isinstance(roles, list) else ("user",),
             name=name if isinstance(name, str) else None,
+            acting_for=act_for if act_for and act_for != sub else None,
         )
 
     @property

@@ -46,7 +46,9 @@ def current_actor() -> auth.Actor:
 
     claims = context.get("token_info") or {}
     try:
-        return auth.Actor.from_claims(claims, request.headers.get("x-act-as") or None)
+        return auth.Actor.from_claims(
+            claims, request.headers.get("x-act-as") or None, request.headers.get("x-act-for") or None
+        )
     except PermissionError as exc:
         raise Problem(403, "Forbidden", str(exc)) from exc
 

@@ -1,10 +1,12 @@
 """The gateway: one async ASGI app in front of every service.
 
 For `/api/...` it matches the route (table built from the contracts), verifies the
-bearer token, resolves who acts, asks `cercle` for the habilitation decision of
-patient-scoped operations (cached briefly, evicted on revocation, fail closed),
-records the access, and forwards the request with the caller's token, a request id
-and `traceparent`. Nothing connects at import time or in `create_gateway`: background
+bearer token, resolves who acts (as a structure: `X-Act-As`; for a delegation's grantor:
+`X-Act-For`), asks `cercle` for the habilitation decision of patient-scoped operations
+(cached briefly, evicted on revocation, fail closed), records the access, and forwards
+the request with the caller's token, a request id and `traceparent`. `X-Act-For` reaches
+a service only once cercle has confirmed the delegation, so services may trust it. The
+gateway answers its own operations (`gateway/openapi.yaml`: the access journal) itself. Nothing connects at import time or in `create_gateway`: background
 parts start with the ASGI lifespan (or `GatewayApp.start()` from a launcher).
 """
 
@@ -41,9 +43,9 @@ from chassis import tracing
 from chassis.auth import Actor, InvalidToken, IssuerUnavailable, TokenVerifier
 from chassis.problems import PROBLEM_JSON
 from chassis.settings import Settings, contracts_dir, env, service_url
-from gateway import docs
+from gateway import docs, journal
 from gateway.audit import AccessRecord, AuditWriter, clip
-from gateway.decisions import Decision, DecisionCache, DecisionUnavailable, ask_cercle
+from gateway.decisions import CacheKey, Decision, DecisionCache, DecisionUnavailable, ask_cercle
 from gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from gateway.revocations import RevocationConsumer
 from gateway.routes import Match, RouteTable
@@ -90,6 +92,17 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Bodies up to this size are read whole (cheaper); larger ones are streamed both ways.
 BUFFER_LIMIT = 1024 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# A person id, as the directory writes them (uuid): anything else is not a grantor.
+_PERSON_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+#: The gateway's own operations (the access journal), served without an upstream.
+OWN_CONTRACT = Path(__file__).parent / "openapi.yaml"
+SELF = "gateway"
+# Problem types of the gateway's own refusals: a client (and the authorization matrix test)
+# tells them from a service's answer.
+NOT_HABILITATED = "urn:coordo:problem:not-habilitated"
+CANNOT_ACT_AS = "urn:coordo:problem:cannot-act-as"
+HABILITATION_UNAVAILABLE = "urn:coordo:problem:habilitation-unavailable"
+BREAK_GLASS_LIMITED = "urn:coordo:problem:break-glass-limited"
 HEALTH_TIMEOUT_S = 1.0
 UPSTREAM_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 
@@ -100,8 +113,12 @@ def _problem(
     detail: str,
     request_id: str | None = None,
     headers: Mapping[str, str] | None = None,
+    *,
+    type_: str = "about:blank",
+    extra: Mapping[str, Any] | None = None,
 ) -> Response:
-    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
+    fields = {"type": type_, "title": title, "status": status, "detail": detail, **(extra or {})}
+    body = json.dumps(fields).encode()
     response = Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
     if request_id is not None:
         response.raw_headers.append((b"x-request-id", request_id.encode("latin-1")))
@@ -165,9 +182,11 @@ class GatewayApp:
     lifespan calls `start()` / `stop()` itself (or `async with app:`).
     """
 
-    def __init__(self, settings: Settings, *, contracts: Path | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, contracts: Path | None = None, web_url: str | None = None
+    ) -> None:
         self.settings = settings
-        self.routes = RouteTable.from_contracts_dir(contracts or contracts_dir())
+        self.routes = RouteTable.from_contracts_dir(contracts or contracts_dir(), extra=[OWN_CONTRACT])
         self.verifier = TokenVerifier(settings.oidc_issuer, settings.oidc_audience)
         self.metrics = GatewayMetrics()
         self.cache = DecisionCache()
@@ -179,9 +198,10 @@ class GatewayApp:
         self.ready = self.revocations.ready
         self.tracer_provider = tracing.tracer_provider("gateway")
         # Resolved once: no per-request discovery.
-        self.health_services = sorted(set(self.routes.services) | {"cercle"})
+        upstream_names = ({*self.routes.services} - {SELF}) | {"cercle"}
+        self.health_services = sorted(upstream_names)
         self.upstreams: dict[str, str | None] = {
-            name: _upstream_url(name) for name in {*self.routes.services, "cercle", "identity"}
+            name: _upstream_url(name) for name in upstream_names | {"identity"}
         }
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._pools: dict[str, UpstreamPool] = {}
@@ -189,6 +209,10 @@ class GatewayApp:
         self._clients_loop: asyncio.AbstractEventLoop | None = None
         self._contracts_yaml: dict[str, bytes] = {}
         self._docs_page = docs.swagger_page([c.service for c in self.routes.contracts])
+        # The web front end (browser pages, its login callback): forwarded once its address is known.
+        self.web_url = (web_url or env("COORDO_WEB_URL") or "").rstrip("/") or None
+        if self.web_url:
+            self.upstreams["web"] = self.web_url
 
         self.starlette = Starlette(
             routes=[
@@ -201,6 +225,7 @@ class GatewayApp:
                 Route("/docs", self._docs, methods=["GET"]),
                 Mount("/docs/static", app=StaticFiles(directory=docs.swagger_ui_dir()), name="swagger-ui"),
                 Route("/contracts/{name}.yaml", self._contract, methods=["GET"]),
+                Route("/{rest:path}", self._web, methods=ALL_METHODS),
             ],
             exception_handlers={HTTPException: self._http_exception},
             lifespan=self._lifespan,
@@ -381,6 +406,7 @@ class GatewayApp:
                 {"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
         act_as = headers.get("x-act-as") or None
+        act_for = headers.get("x-act-for") or None
         patient_id = match.patient_id
         try:
             actor = Actor.from_claims(claims, act_as)
@@ -389,15 +415,31 @@ class GatewayApp:
                 401, "Unauthorized", "invalid token: no subject", request_id, {"WWW-Authenticate": "Bearer"}
             )
         except PermissionError as exc:
-            response = _problem(403, "Forbidden", str(exc), request_id)
+            response = _problem(403, "Forbidden", str(exc), request_id, type_=CANNOT_ACT_AS)
             if patient_id is not None:
-                self._audit(claims.get("sub"), act_as, patient_id, route, None, False, 403, None, request_id)
+                self._audit(
+                    str(claims.get("sub") or ""), act_as, act_for, patient_id, route, None, False, 403, None,
+                    request_id,
+                )  # fmt: skip
             return response
+        if act_for is not None:
+            if not _PERSON_ID.match(act_for):
+                return _problem(
+                    400,
+                    "Bad request",
+                    "X-Act-For must be the id of the person who delegated to you",
+                    request_id,
+                    extra={"field": "X-Act-For"},
+                )
+            if act_for == actor.person_id:
+                act_for = None  # acting for oneself is acting
 
         if patient_id is None:
-            return (await self._forward(route.service, request, request_id)).response
+            # Only cercle can confirm a delegation, and it is asked about patients only: a
+            # claim of acting for someone never reaches a service unconfirmed.
+            return (await self._forward(route.service, request, request_id, act_for=None)).response
 
-        key = (actor.person_id, actor.structure_id, patient_id)
+        key: CacheKey = (actor.person_id, actor.structure_id, act_for, patient_id)
         decision = self.cache.get(key)
         if decision is not None:
             self.metrics.decision_hits.inc()
@@ -408,54 +450,73 @@ class GatewayApp:
             except DecisionUnavailable as exc:
                 log.warning("habilitation decision unavailable: %s", exc, extra={"request_id": request_id})
                 self._audit(
-                    actor.person_id, actor.structure_id, patient_id, route, None, False, 503, None, request_id
-                )
+                    actor.person_id, actor.structure_id, act_for, patient_id, route, None, False, 503, None,
+                    request_id,
+                )  # fmt: skip
                 return _problem(
                     503,
-                    "Service unavailable",
-                    "the habilitation decision is unavailable: try again",
+                    "Habilitation service unavailable",
+                    "the habilitation service (cercle) cannot answer now, so access to patient files is "
+                    "refused: try again in a moment",
                     request_id,
+                    {"Retry-After": "1"},
+                    type_=HABILITATION_UNAVAILABLE,
                 )
         if not decision.allowed:
             self._audit(
-                actor.person_id,
-                actor.structure_id,
-                patient_id,
-                route,
-                decision.basis,
-                False,
-                403,
-                None,
-                request_id,
+                actor.person_id, actor.structure_id, act_for, patient_id, route, decision.basis, False, 403,
+                None, request_id,
+            )  # fmt: skip
+            detail = (
+                "neither you nor the person you act for is habilitated on this patient"
+                if act_for is not None
+                else "not habilitated on this patient"
             )
-            return _problem(403, "Forbidden", "not habilitated on this patient", request_id)
+            return _problem(403, "Forbidden", detail, request_id, type_=NOT_HABILITATED)
+        if decision.basis == "break_glass" and route.method == "DELETE":
+            # CER-8: a break-the-glass access reads and helps; it never deletes (enforced here
+            # once for every service; cercle also refuses circle changes on that basis).
+            self._audit(
+                actor.person_id, actor.structure_id, None, patient_id, route, decision.basis, False, 403, None,
+                request_id,
+            )  # fmt: skip
+            return _problem(
+                403,
+                "Forbidden",
+                "a break-the-glass access cannot delete anything",
+                request_id,
+                type_=BREAK_GLASS_LIMITED,
+            )
         if not self.audit.has_room():
             # Every access to a patient file is recorded: when it cannot be, it is not served.
             return _problem(503, "Service unavailable", "the access log is saturated: try again", request_id)
-        forwarded = await self._forward(route.service, request, request_id)
+        # Forwarded only when the access rests on the delegation: then cercle has confirmed it.
+        confirmed_for = act_for if decision.basis == "delegation" else None
+        if route.service == SELF:
+            forwarded = await self._serve_own(route, request, patient_id, request_id)
+        else:
+            forwarded = await self._forward(route.service, request, request_id, act_for=confirmed_for)
         self._audit(
-            actor.person_id,
-            actor.structure_id,
-            patient_id,
-            route,
-            decision.basis,
-            True,
-            forwarded.response.status_code,
-            forwarded.upstream_status,
-            request_id,
-        )
+            actor.person_id, actor.structure_id, confirmed_for, patient_id, route, decision.basis, True,
+            forwarded.response.status_code, forwarded.upstream_status, request_id,
+        )  # fmt: skip
+        if decision.basis == "break_glass" and decision.expires_at is not None:
+            # The web front end shows the break-the-glass banner until then (CER-8).
+            forwarded.response.raw_headers.append(
+                (b"x-coordo-break-glass-until", decision.expires_at.isoformat().encode("latin-1"))
+            )
         return forwarded.response
 
-    async def _decide(
-        self, request: Request, patient_id: str, key: tuple[str, str | None, str], request_id: str
-    ) -> Decision:
+    async def _decide(self, request: Request, patient_id: str, key: CacheKey, request_id: str) -> Decision:
         client = self.client("cercle")
         if client is None:
             raise DecisionUnavailable("no cercle URL configured")
         headers = {"authorization": request.headers["authorization"], "x-request-id": request_id}
-        act_as = request.headers.get("x-act-as")
+        _person, act_as, act_for, _patient = key
         if act_as:
             headers["x-act-as"] = act_as
+        if act_for:
+            headers["x-act-for"] = act_for
         propagate.inject(headers)
         generation = self.cache.generation(patient_id)
         decision = await ask_cercle(client, patient_id, headers)
@@ -465,8 +526,9 @@ class GatewayApp:
 
     def _audit(
         self,
-        person_id: Any,
+        person_id: str,
         structure_id: str | None,
+        acting_for: str | None,
         patient_id: str,
         route: ApiRoute,
         basis: str | None,
@@ -478,8 +540,9 @@ class GatewayApp:
         self.audit.record(
             AccessRecord(
                 at=datetime.now(UTC),
-                person_id=clip(str(person_id or ""), 64) or "",
+                person_id=clip(person_id, 64) or "",
                 structure_id=clip(structure_id, 64),
+                acting_for=clip(acting_for, 64),
                 patient_id=clip(patient_id, 64) or "",
                 service=route.service[:32],
                 method=route.method,
@@ -492,8 +555,33 @@ class GatewayApp:
             )
         )
 
+    # -- the gateway's own operations ------------------------------------------------------
+    async def _serve_own(
+        self, route: ApiRoute, request: Request, patient_id: str, request_id: str
+    ) -> _Forwarded:
+        if route.operation_id != "gateway.journal.access_journal":
+            return _Forwarded(_problem(404, "Not found", "no such gateway operation", request_id), None)
+        try:
+            page = journal.page_request(request.query_params)
+        except journal.JournalQueryError as exc:
+            return _Forwarded(
+                _problem(400, "Bad request", exc.detail, request_id, extra={"field": exc.field}), None
+            )
+        try:
+            body = await asyncio.to_thread(journal.read_page, self.audit.engine, patient_id, page)
+        except Exception:  # noqa: BLE001 - its database is down: the caller gets a clear 503
+            log.exception("access journal unavailable", extra={"request_id": request_id})
+            return _Forwarded(
+                _problem(503, "Service unavailable", "the access journal cannot be read now", request_id),
+                None,
+            )
+        response = JSONResponse(body, headers={"x-request-id": request_id, "cache-control": "no-store"})
+        return _Forwarded(response, None)
+
     # -- forwarding ------------------------------------------------------------------
-    async def _forward(self, service: str, request: Request, request_id: str) -> _Forwarded:
+    async def _forward(
+        self, service: str, request: Request, request_id: str, *, act_for: str | None = None
+    ) -> _Forwarded:
         pool = self.pool(service)
         if pool is None:
             return _Forwarded(
@@ -514,9 +602,16 @@ class GatewayApp:
                 content_length = value
             elif name == b"host":
                 host = value
-            if name in HOP_BY_HOP or name in _REPLACED_UP or name in connection_listed:
+            if (
+                name in HOP_BY_HOP
+                or name in _REPLACED_UP
+                or name in connection_listed
+                or name == b"x-act-for"
+            ):
                 continue
             headers.append((name, value))
+        if act_for is not None:
+            headers.append((b"x-act-for", act_for.encode("latin-1")))
         headers.append((b"x-request-id", request_id.encode("latin-1")))
         client_addr = scope.get("client")
         if client_addr:
@@ -596,8 +691,19 @@ class GatewayApp:
         return self._count("identity", forwarded.response)
 
     async def _auth_callback(self, request: Request) -> Response:
-        # Reserved for the web front end's login callback (a later issue).
-        return _problem(404, "Not found", "not available yet", self._request_id(request))
+        # The web front end's login callback (the OIDC client's registered redirect URI).
+        return await self._web(request)
+
+    async def _web(self, request: Request) -> Response:
+        """Every other path is a browser page of the web front end, when one is configured."""
+        request_id = self._request_id(request)
+        if self.web_url is None:
+            return _problem(404, "Not found", "not available yet", request_id)
+        scope = request.scope
+        if _unsafe_path(scope["path"], scope.get("raw_path") or scope["path"].encode()):
+            return _problem(400, "Bad request", "invalid path", request_id)
+        forwarded = await self._forward("web", request, request_id)
+        return self._count("web", forwarded.response)
 
     async def _http_exception(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -650,9 +756,11 @@ class GatewayApp:
         return Response(body, media_type="application/yaml")
 
 
-def create_gateway(settings: Settings | None = None, *, contracts: Path | None = None) -> GatewayApp:
+def create_gateway(
+    settings: Settings | None = None, *, contracts: Path | None = None, web_url: str | None = None
+) -> GatewayApp:
     """The gateway app; nothing connects until its lifespan (or `start()`) runs."""
-    return GatewayApp(settings or Settings.from_env("gateway"), contracts=contracts)
+    return GatewayApp(settings or Settings.from_env("gateway"), contracts=contracts, web_url=web_url)
 
 
 def create_app() -> GatewayApp:

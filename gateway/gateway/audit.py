@@ -45,6 +45,8 @@ access_log = Table(
     Column("at", UtcDateTime(), nullable=False),
     Column("person_id", String(64), nullable=False),
     Column("structure_id", String(64), nullable=True),
+    # The grantor of a delegation the person acted under (ID-6), checked by cercle.
+    Column("acting_for", String(64), nullable=True),
     Column("patient_id", String(64), nullable=False),
     Column("service", String(32), nullable=False),
     Column("method", String(10), nullable=False),
@@ -55,7 +57,8 @@ access_log = Table(
     Column("status", Integer, nullable=False),
     Column("upstream_status", Integer, nullable=True),
     Column("request_id", String(200), nullable=False),
-    Index("ix_access_log_patient_at", "patient_id", "at"),
+    # The access journal pages a patient's rows newest first, by id.
+    Index("ix_access_log_patient_id", "patient_id", "id"),
     Index("ix_access_log_person_at", "person_id", "at"),
 )
 
@@ -70,6 +73,7 @@ class AccessRecord:
     at: datetime
     person_id: str
     structure_id: str | None
+    acting_for: str | None
     patient_id: str
     service: str
     method: str

@@ -1,9 +1,11 @@
 """Habilitation decisions: asked from `cercle`, allowed ones cached briefly, evicted on revocation.
 
 Only ALLOWED decisions are cached (a new grant must show at once), for at most
-`MAX_CACHE_S` seconds. Every patient has an index of its cache keys so a
-`HabilitationRevoked` event evicts all of them at once. A per-patient generation
-counter stops a decision fetched before a revocation from being cached after it.
+`MAX_CACHE_S` seconds, and a break-the-glass decision never beyond its `expires_at`.
+The key is (person, structure acted as, grantor acted for, patient). Every patient has an
+index of its cache keys so a `HabilitationRevoked` / `BreakGlassAccessEnded` event evicts
+all of them at once. A per-patient generation counter (and a global epoch) stops a
+decision fetched before a revocation from being cached after it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -24,7 +27,8 @@ DECISION_TIMEOUT_S = 2.0
 DEFAULT_MAX_ENTRIES = 100_000
 REFUSING_STATUSES = frozenset({400, 403, 404})
 
-CacheKey = tuple[str, str | None, str]  # (person_id, structure_id, patient_id)
+# (person_id, structure_id acted as, grantor_id acted for, patient_id): the patient is last.
+CacheKey = tuple[str, str | None, str | None, str]
 
 
 class DecisionUnavailable(Exception):
@@ -36,6 +40,8 @@ class Decision:
     allowed: bool
     basis: str | None
     max_age_s: float
+    #: End of a break-the-glass grant (aware UTC); None for the other bases.
+    expires_at: datetime | None = None
 
 
 class DecisionCache:
@@ -47,15 +53,19 @@ class DecisionCache:
         max_entries: int = DEFAULT_MAX_ENTRIES,
         max_age_s: float = MAX_CACHE_S,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.max_entries = max_entries
         self.max_age_s = max_age_s
         self._clock = clock
+        self._wall_clock = wall_clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[CacheKey, tuple[float, Decision]] = OrderedDict()
         self._by_patient: dict[str, set[CacheKey]] = {}
         self._generation: dict[str, int] = {}
         self._epoch = 0
+        # (delegate, grantor) -> monotonic time until which their decisions are not cached.
+        self._ended_delegations: dict[tuple[str, str], float] = {}
         # Off while the revocation consumer is not listening: a revocation could be missed.
         self.enabled = threading.Event()
 
@@ -83,12 +93,23 @@ class DecisionCache:
     def put(self, key: CacheKey, decision: Decision, generation: tuple[int, int]) -> bool:
         """Cache an allowed decision, unless a revocation happened since `generation` was read."""
         ttl = min(decision.max_age_s, self.max_age_s)
+        if decision.expires_at is not None:
+            # A break-the-glass grant ends at a wall-clock instant: never serve it past that.
+            ttl = min(ttl, (decision.expires_at - self._wall_clock()).total_seconds())
+        elif decision.basis == "break_glass":
+            ttl = 0  # a break-the-glass decision without its end is not cached at all
         if not decision.allowed or ttl <= 0 or not self.enabled.is_set():
             return False
-        patient_id = key[2]
+        patient_id = key[-1]
         with self._lock:
             if (self._epoch, self._generation.get(patient_id, 0)) != generation:
                 return False
+            if key[2] is not None and self._ended_delegations:
+                until = self._ended_delegations.get((key[0], key[2]))
+                if until is not None:
+                    if self._clock() < until:
+                        return False
+                    del self._ended_delegations[(key[0], key[2])]
             self._entries[key] = (self._clock() + ttl, decision)
             self._entries.move_to_end(key)
             self._by_patient.setdefault(patient_id, set()).add(key)
@@ -106,6 +127,22 @@ class DecisionCache:
                 self._entries.pop(key, None)
             return len(keys)
 
+    def evict_delegation(self, delegate_id: str, grantor_id: str) -> int:
+        """Drop every decision the delegate got acting for the grantor (any patient)."""
+        with self._lock:
+            # Decisions being fetched now may predate the revocation: none of them is cached.
+            self._epoch += 1
+            # cercle learns of the revocation from the same event, maybe a little after us: for a
+            # while, ask it every time rather than cache an answer it gave from stale knowledge.
+            self._ended_delegations[(delegate_id, grantor_id)] = self._clock() + self.max_age_s
+            if len(self._ended_delegations) > self.max_entries:
+                now = self._clock()
+                self._ended_delegations = {k: t for k, t in self._ended_delegations.items() if t > now}
+            keys = [k for k in self._entries if k[0] == delegate_id and k[2] == grantor_id]
+            for key in keys:
+                self._remove_locked(key)
+            return len(keys)
+
     def clear(self) -> None:
         with self._lock:
             self._epoch += 1
@@ -115,11 +152,11 @@ class DecisionCache:
 
     def _remove_locked(self, key: CacheKey) -> None:
         self._entries.pop(key, None)
-        keys = self._by_patient.get(key[2])
+        keys = self._by_patient.get(key[-1])
         if keys is not None:
             keys.discard(key)
             if not keys:
-                del self._by_patient[key[2]]
+                del self._by_patient[key[-1]]
 
 
 def parse_decision(body: Any) -> Decision:
@@ -134,7 +171,18 @@ def parse_decision(body: Any) -> Decision:
         raise DecisionUnavailable("decision 'basis' is not a string")
     if isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or max_age < 0:
         raise DecisionUnavailable("decision 'max_age_s' is not a non-negative number")
-    return Decision(allowed=allowed, basis=basis, max_age_s=float(max_age))
+    raw_expiry = body.get("expires_at")
+    expires_at: datetime | None = None
+    if raw_expiry is not None:
+        if not isinstance(raw_expiry, str):
+            raise DecisionUnavailable("decision 'expires_at' is not a date-time")
+        try:
+            expires_at = datetime.fromisoformat(raw_expiry)
+        except ValueError as exc:
+            raise DecisionUnavailable("decision 'expires_at' is not a date-time") from exc
+        if expires_at.tzinfo is None:
+            raise DecisionUnavailable("decision 'expires_at' has no time zone")
+    return Decision(allowed=allowed, basis=basis, max_age_s=float(max_age), expires_at=expires_at)
 
 
 async def ask_cercle(client: httpx.AsyncClient, patient_id: str, headers: Mapping[str, str]) -> Decision:

@@ -25,7 +25,17 @@ from gateway.decisions import DecisionCache
 
 log = logging.getLogger(__name__)
 
-ROUTING_KEYS = ("cercle.HabilitationRevoked", "cercle.CareCircleMemberRemoved")
+# Every event after which a cached "allowed" may have become wrong. A member added to a
+# circle can close access too: one the patient refused sharing with shuts every path that
+# names it (through its structure, a delegation, break-the-glass).
+ROUTING_KEYS = (
+    "cercle.HabilitationRevoked",
+    "cercle.CareCircleMemberRemoved",
+    "cercle.CareCircleMemberAdded",
+    "cercle.BreakGlassAccessEnded",
+    "identity.DelegationRevoked",
+)
+DELEGATION_REVOKED = "DelegationRevoked"
 
 
 def instance_queue_name() -> str:
@@ -41,6 +51,19 @@ def patient_of(envelope: Any) -> str | None:
         return str(data["patient_id"])
     subject = envelope.get("subject")
     return subject if isinstance(subject, str) and subject else None
+
+
+def delegation_of(envelope: Any) -> tuple[str, str] | None:
+    """(delegate_id, grantor_id) of a DelegationRevoked event, else None."""
+    if not isinstance(envelope, dict) or envelope.get("type") != DELEGATION_REVOKED:
+        return None
+    data = envelope.get("data")
+    if not isinstance(data, dict):
+        return None
+    delegate, grantor = data.get("delegate_id"), data.get("grantor_id")
+    if isinstance(delegate, str) and isinstance(grantor, str):
+        return delegate, grantor
+    return None
 
 
 class RevocationConsumer:
@@ -99,11 +122,17 @@ class RevocationConsumer:
             kind=trace.SpanKind.CONSUMER,
             attributes=attributes,
         ) as span:
-            patient_id = patient_of(envelope)
-            if patient_id is None:
-                log.warning("revocation event without a patient: ignored", extra={"routing_key": routing_key})
-                return 0
-            count = self.cache.evict_patient(patient_id)
+            delegation = delegation_of(envelope)
+            if delegation is not None:
+                count = self.cache.evict_delegation(*delegation)
+            else:
+                patient_id = patient_of(envelope)
+                if patient_id is None:
+                    log.warning(
+                        "revocation event without a patient: ignored", extra={"routing_key": routing_key}
+                    )
+                    return 0
+                count = self.cache.evict_patient(patient_id)
             span.set_attribute("coordo.evicted", count)
             self.evicted += count
             self.handled += 1

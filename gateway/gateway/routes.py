@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-__all__ = ["Contract", "Match", "Route", "RouteTable", "RouteTableError", "load_contracts"]
+__all__ = ["Contract", "Match", "Route", "RouteTable", "RouteTableError", "load_contract", "load_contracts"]
 
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _PARAM = re.compile(r"\{([^{}/]+)\}")
 
@@ -107,19 +108,22 @@ def _base_path(document: Mapping[str, Any]) -> str:
     return "/" + path.strip("/") if path.strip("/") else ""
 
 
-def load_contracts(contracts_dir: Path) -> list[Contract]:
-    """Every OpenAPI contract of `contracts_dir/openapi`, sorted by file name."""
-    contracts: list[Contract] = []
-    for path in sorted((contracts_dir / "openapi").glob("*.yaml")):
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if not isinstance(document, dict):
-            raise RouteTableError(f"{path.name}: not an OpenAPI document")
-        info = document.get("info") or {}
-        service = info.get("x-service") if isinstance(info, dict) else None
-        if not isinstance(service, str) or not service:
-            raise RouteTableError(f"{path.name}: info.x-service is missing")
-        contracts.append(Contract(service=service, path=path, document=document, base=_base_path(document)))
-    return contracts
+def load_contract(path: Path) -> Contract:
+    # The C loader when built (10x faster: every gateway start reads every contract).
+    document = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
+    if not isinstance(document, dict):
+        raise RouteTableError(f"{path.name}: not an OpenAPI document")
+    info = document.get("info") or {}
+    service = info.get("x-service") if isinstance(info, dict) else None
+    if not isinstance(service, str) or not service:
+        raise RouteTableError(f"{path.name}: info.x-service is missing")
+    return Contract(service=service, path=path, document=document, base=_base_path(document))
+
+
+def load_contracts(contracts_dir: Path, extra: Iterable[Path] = ()) -> list[Contract]:
+    """Every OpenAPI contract of `contracts_dir/openapi`, sorted by file name, then `extra` ones."""
+    paths = [*sorted((contracts_dir / "openapi").glob("*.yaml")), *extra]
+    return [load_contract(path) for path in paths]
 
 
 def _routes_of(contract: Contract) -> Iterable[Route]:
@@ -187,8 +191,8 @@ class RouteTable:
         return "/".join(parts[:3])
 
     @classmethod
-    def from_contracts_dir(cls, contracts_dir: Path) -> RouteTable:
-        contracts = load_contracts(contracts_dir)
+    def from_contracts_dir(cls, contracts_dir: Path, extra: Iterable[Path] = ()) -> RouteTable:
+        contracts = load_contracts(contracts_dir, extra)
         routes = [route for contract in contracts for route in _routes_of(contract)]
         return cls(routes, contracts)
 

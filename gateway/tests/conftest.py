@@ -130,6 +130,9 @@ class FakeCercle:
     """The decision endpoint; the test sets `allowed[patient_id]` and may break it."""
 
     allowed: dict[str, str] = field(default_factory=dict)  # patient_id -> basis
+    # (grantor_id, patient_id) -> basis: the answer when the caller acts for that grantor.
+    delegated: dict[tuple[str, str], str] = field(default_factory=dict)
+    expires_at: dict[str, str] = field(default_factory=dict)  # patient_id -> end of a break-glass grant
     max_age_s: int = 30
     mode: str = "ok"  # ok | error | bad-json | slow
     calls: list[dict[str, Any]] = field(default_factory=list)
@@ -157,13 +160,18 @@ class FakeCercle:
                 return Response(b"{not json", media_type="application/json")
             if self.mode == "slow":
                 await asyncio.sleep(3)
-            basis = self.allowed.get(patient_id)
+            act_for = request.headers.get("x-act-for")
+            if act_for:
+                basis = self.delegated.get((act_for, patient_id))
+            else:
+                basis = self.allowed.get(patient_id)
             return JSONResponse(
                 {
                     "allowed": basis is not None,
                     "basis": basis,
                     "max_age_s": self.max_age_s,
                     "patient_id": patient_id,
+                    "expires_at": self.expires_at.get(patient_id) if basis else None,
                 }
             )
 

@@ -203,6 +203,7 @@ async def test_not_habilitated_is_403_and_refusals_are_not_cached(
     response = await gateway.client.get(f"/api/patients/{patient}", headers=bearer(issuer))
     assert response.status_code == 403
     assert response.json()["detail"] == "not habilitated on this patient"
+    assert response.json()["type"] == "urn:coordo:problem:not-habilitated"
     assert dossier.requests == []
 
     # A grant shows up at once: the refusal was not cached.
@@ -247,6 +248,10 @@ async def test_when_cercle_cannot_answer_the_gateway_refuses_with_503(
     response = await gateway.client.get(f"/api/patients/{patient}", headers=bearer(issuer))
     assert response.status_code == 503, response.text
     assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"] == "urn:coordo:problem:habilitation-unavailable"
+    assert problem["title"] == "Habilitation service unavailable"
+    assert "habilitation service" in problem["detail"] and "refused" in problem["detail"]
     assert dossier.requests == []
 
 
@@ -422,6 +427,7 @@ async def check_audit(gw: Any, issuer: TestIssuer, cercle: Any) -> None:
     assert fourth["patient_id"] == "a" * 64  # clipped to its column, not a poisoned batch
     assert first["person_id"] == "person-7"
     assert first["structure_id"] == "ssiad-2"
+    assert first["acting_for"] is None
     assert first["patient_id"] == allowed
     assert first["method"] == "GET"
     assert first["path_template"] == "/api/patients/{patient_id}"
@@ -438,6 +444,14 @@ async def check_audit(gw: Any, issuer: TestIssuer, cercle: Any) -> None:
     assert third["status"] == 403
     assert third["upstream_status"] is None
     assert third["structure_id"] is None
+
+    # The access journal reads the same rows on this database, newest first, accesses only.
+    journal = await gw.client.get(
+        f"/api/patients/{allowed}/access-journal", headers={**headers, "X-Act-As": "ssiad-2"}
+    )
+    assert journal.status_code == 200, journal.text
+    assert [i["id"] for i in journal.json()["items"]] == [second["id"], first["id"]]
+    assert journal.json()["items"][0]["basis"] == "break_glass"
 
 
 async def test_every_patient_scoped_request_is_audited_on_sqlite(
@@ -512,7 +526,8 @@ async def check_health(gateway: Any, dossier: Any) -> None:
     assert body["status"] == "ready"
     assert body["services"]["dossier"] == "ready"
     assert body["services"]["cercle"] == "ready"
-    assert set(body["services"]) == set(gateway.app.routes.services) | {"cercle"}
+    # Every upstream, not the gateway itself (it serves its own access journal).
+    assert set(body["services"]) == (set(gateway.app.routes.services) - {"gateway"}) | {"cercle"}
     assert body["checks"] == {"revocations": "ok", "access_log": "ok"}
 
     dossier.ready_status = 503
@@ -586,3 +601,37 @@ async def test_under_uvicorn_the_lifespan_starts_and_stops_the_background_parts(
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(access_log)).scalar() == 3
     engine.dispose()
+
+
+async def test_two_gateways_on_rabbitmq_both_evict_within_a_second(
+    make_gateway: Any,
+    issuer: TestIssuer,
+    cercle: Any,
+    amqp_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COORDO_BROKER_URL", amqp_url)
+    async with make_gateway() as first, make_gateway() as second:
+        assert first.app.revocations.queue_name != second.app.revocations.queue_name
+        patient = new_patient()
+        cercle.grant(patient)
+        headers = bearer(issuer)
+        for gw in (first, second):
+            for _ in range(2):
+                assert (await gw.client.get(f"/api/patients/{patient}", headers=headers)).status_code == 200
+        assert len(cercle.calls) == 2  # one question per gateway, then both answer from their cache
+
+        cercle.revoke(patient)
+        await asyncio.to_thread(publish_revocation, amqp_url, patient)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        pending = {id(first): first, id(second): second}
+        while pending:
+            for key, gw in list(pending.items()):
+                status = (await gw.client.get(f"/api/patients/{patient}", headers=headers)).status_code
+                if status == 403:
+                    del pending[key]
+                else:
+                    assert status == 200
+            assert loop.time() - started < 1.0, "revocation did not bite within one second on both"
+            await asyncio.sleep(0.02)

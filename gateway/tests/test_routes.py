@@ -178,3 +178,16 @@ def test_contradicting_contracts_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(RouteTableError, match="not a path parameter"):
         RouteTable.from_contracts_dir(bad)
+
+
+def test_the_gateway_s_own_contract_is_valid_and_patient_scoped() -> None:
+    from openapi_spec_validator import validate
+
+    from gateway.app import OWN_CONTRACT
+
+    document = yaml.safe_load(OWN_CONTRACT.read_text(encoding="utf-8"))
+    validate(document)
+    assert document["info"]["x-service"] == "gateway"
+    table = RouteTable.from_contracts_dir(REPO_ROOT / "contracts", extra=[OWN_CONTRACT])
+    journal = table.find("GET", f"/api/patients/{PATIENT}/access-journal")
+    assert journal is not None and journal.service == "gateway" and journal.patient_param == "patient_id"
