@@ -33,6 +33,7 @@ ROUTING_KEYS = (
     "cercle.CareCircleMemberRemoved",
     "cercle.CareCircleMemberAdded",
     "cercle.BreakGlassAccessEnded",
+    "cercle.InformationSharingRefused",
     "identity.DelegationRevoked",
 )
 DELEGATION_REVOKED = "DelegationRevoked"

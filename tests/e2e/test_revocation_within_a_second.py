@@ -166,12 +166,6 @@ def test_a_refusal_of_sharing_added_to_the_circle_closes_the_structure_path_with
     print(f"refused member added: both gateways refuse the structure path after {took * 1000:.0f} ms")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cercle emits no event when a member that is not habilitated becomes refused by the patient "
-    "(PATCH refused_information_sharing: only HabilitationRevoked for habilitated ones), so a gateway "
-    "keeps an 'allowed' it cached through the member's structure for up to max_age_s (5 s)",
-)
 def test_a_refusal_of_sharing_set_on_a_listed_member_closes_the_structure_path_within_a_second(
     setup: Setup,
 ) -> None:

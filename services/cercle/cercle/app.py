@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import connexion
 
@@ -15,14 +16,22 @@ from chassis.db import Database
 from chassis.service import BackgroundJob, ServiceDefinition
 from chassis.settings import Settings
 
+# One clock per database, shared by the web app and the worker's expiry job of the same
+# process (embedded mode, tests): moving it moves both the decisions and the end events.
+_clocks: WeakKeyDictionary[Database, Clock] = WeakKeyDictionary()
 
-def _extras(_settings: Settings, _db: Database) -> dict[str, Any]:
+
+def clock_for(db: Database) -> Clock:
+    return _clocks.setdefault(db, Clock())
+
+
+def _extras(_settings: Settings, db: Database) -> dict[str, Any]:
     # Tests set this clock to check that break-the-glass ends at exactly two hours.
-    return {"clock": Clock()}
+    return {"clock": clock_for(db)}
 
 
 def _background(_settings: Settings, db: Database) -> list[BackgroundJob]:
-    return [BreakGlassExpiry(db, Clock()).run]
+    return [BreakGlassExpiry(db, clock_for(db)).run]
 
 
 SERVICE = ServiceDefinition(

@@ -517,6 +517,9 @@ def update_member(
                 member.auto_habilitation = False
                 _emit_revoked(uow, member)
             member.refused_information_sharing = True
+            # Even a member without habilitation may have reached the file through its
+            # structure or a delegation: the gateways must drop what they cached at once.
+            uow.emit("InformationSharingRefused", subject=member.patient_id, data=_holder_data(member))
         elif refused is False:
             # Lifting the refusal gives no access back: a habilitation must be granted again.
             member.refused_information_sharing = False

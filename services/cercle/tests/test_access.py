@@ -227,9 +227,9 @@ def test_the_patient_s_refusal_closes_every_path_that_names_the_member(both: Run
         assert changed.status_code == 200, changed.text
         assert (changed.json()["refused_information_sharing"], changed.json()["habilitated"]) == (True, False)
     # Read models (gateway cache, other services) drop each at once.
-    revoked = run.outbox()[before:]
-    assert types(revoked) == ["HabilitationRevoked"] * 3
-    assert {e["data"]["holder_id"] for e in revoked} == {"person-2", "dac-1", grantor}
+    emitted = run.outbox()[before:]
+    assert types(emitted) == ["HabilitationRevoked", "InformationSharingRefused"] * 3
+    assert {e["data"]["holder_id"] for e in emitted} == {"person-2", "dac-1", grantor}
 
     assert run.decide(patient_id, "person-2")["allowed"] is False
     assert run.decide(patient_id, "person-3", act_as="dac-1")["allowed"] is False
@@ -616,8 +616,11 @@ def test_the_worker_s_background_job_ends_expired_grants_by_itself(svc: Running)
     import threading
     import time
 
+    from chassis.db import utcnow
+
+    # Granted now; the worker's job and the web app of one process read the same clock.
+    svc.clock.set(utcnow())
     patient_id = svc.new_patient()
-    # Granted at T0 (cercle's clock), long before the real time the worker's own clock reads.
     assert break_glass(svc, patient_id, "person-9").status_code == 201
     worker = SERVICE.create_worker(db=svc.db)
     (job,) = worker.background
@@ -625,6 +628,9 @@ def test_the_worker_s_background_job_ends_expired_grants_by_itself(svc: Running)
     thread = threading.Thread(target=job, args=(stop,), daemon=True)
     thread.start()
     try:
+        time.sleep(1.5)  # a few rounds of the job: the grant still runs
+        assert "BreakGlassAccessEnded" not in types(svc.outbox())
+        svc.clock.advance(timedelta(hours=2))
         deadline = time.monotonic() + 10
         while "BreakGlassAccessEnded" not in types(svc.outbox()) and time.monotonic() < deadline:
             time.sleep(0.1)
