@@ -39,7 +39,18 @@ log = logging.getLogger(__name__)
 DEFAULT_FROM = "Coordo <ne-pas-repondre@coordo.local>"
 LEASE = timedelta(minutes=2)
 SMTP_TIMEOUT_S = 10.0
+
+
 # The server cannot be reached: the rest of the batch would fail the same way.
+def rejected_for_good(exc: BaseException) -> bool:
+    """A 5xx answer (unknown mailbox, refused recipient) will not change on a retry; a 4xx may."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return exc.smtp_code >= 500 and not isinstance(exc, smtplib.SMTPAuthenticationError)
+    return False
+
+
 UNREACHABLE = (
     ConnectionError,
     TimeoutError,
@@ -238,7 +249,7 @@ class MailSender:
                 session.expunge(row)
             return parcels
 
-    def _finish(self, parcel: _Parcel, *, error: str | None, now: datetime) -> None:
+    def _finish(self, parcel: _Parcel, *, error: str | None, now: datetime, permanent: bool = False) -> None:
         with self.db.session_factory() as session, session.begin():
             if error is None:
                 # One statement and its commit: this is the sender's hot path.
@@ -266,8 +277,12 @@ class MailSender:
                     continue
                 row.locked_until = None
                 row.attempts += 1
-                row.next_attempt_at = now + domain.backoff(row.attempts)
                 row.last_error = error[:500]
+                if permanent:
+                    # Kept, never retried: visible with its error for whoever fixes the address.
+                    row.status = "rejected"
+                else:
+                    row.next_attempt_at = now + domain.backoff(row.attempts)
 
     def _message(self, parcel: _Parcel, address: str) -> EmailMessage:
         if len(parcel.rows) > 1 or parcel.rows[0].digest:
@@ -303,7 +318,7 @@ class MailSender:
                     )
                     if isinstance(exc, UNREACHABLE):
                         unreachable = error
-                    self._finish(parcel, error=error, now=now)
+                    self._finish(parcel, error=error, now=now, permanent=rejected_for_good(exc))
                     continue
                 self._finish(parcel, error=None, now=now)
                 sent += 1

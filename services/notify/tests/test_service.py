@@ -72,16 +72,17 @@ def service(
 class Collector:
     """An aiosmtpd handler keeping every envelope it accepts; refuses the first `fail` ones."""
 
-    def __init__(self, fail: int = 0) -> None:
+    def __init__(self, fail: int = 0, answer: str = "451 4.3.0 Temporary failure, try again later") -> None:
         self.envelopes: list[Any] = []
         self.refused: list[bytes] = []
         self.fail = fail
+        self.answer = answer
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         if self.fail > 0:
             self.fail -= 1
             self.refused.append(envelope.content)
-            return "451 4.3.0 Temporary failure, try again later"
+            return self.answer
         self.envelopes.append(envelope)
         return "250 Message accepted for delivery"
 
@@ -827,6 +828,26 @@ def test_a_refused_send_is_retried_with_backoff_and_accepted_exactly_once(sqlite
     }
     assert tried == {accepted["Message-ID"]}
     assert emails(db)[0].status == "sent"
+
+
+def test_a_mail_the_server_rejects_for_good_is_kept_as_rejected_and_never_retried(sqlite_service: Any):
+    _, db, settings = sqlite_service
+    people(db, settings)
+    feed(db, settings, task_assigned(ADELINE))
+    collector = Collector(fail=1, answer="550 5.1.1 Mailbox unknown")
+    port = free_port()
+    controller = Controller(collector, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        sender = MailSender(db, lambda: SmtpTransport(f"smtp://127.0.0.1:{port}"))
+        assert sender.send_pending() == 0
+        for later in (60, 3600, 86400):
+            assert sender.send_pending(now=utcnow() + timedelta(seconds=later)) == 0
+    finally:
+        controller.stop()
+    assert len(collector.refused) == 1 and collector.messages() == []
+    (mail,) = emails(db)
+    assert (mail.status, mail.attempts) == ("rejected", 1) and "550" in (mail.last_error or "")
 
 
 def test_an_smtp_server_that_is_down_keeps_the_email_pending_until_it_is_up(sqlite_service: Any):
