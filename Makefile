@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SERVICES := identity dossier cercle taches documents agenda notify
-PACKAGES := -e chassis $(foreach s,$(SERVICES),-e services/$(s)) -e gateway -e .
+PACKAGES := -e chassis $(foreach s,$(SERVICES),-e services/$(s)) -e gateway -e web -e .
 STAMP := $(VENV)/.installed
+AXE := tests/browser/node_modules/axe-core/axe.min.js
 
 # This machine's PostgreSQL and RabbitMQ; set them empty to use testcontainers (Docker).
 export COORDO_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432
@@ -12,13 +13,18 @@ export COORDO_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672//
 
 .PHONY: run test install lint typecheck pytest distributed token bench clean
 
-$(STAMP): chassis/pyproject.toml gateway/pyproject.toml pyproject.toml requirements-dev.txt $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
+$(STAMP): chassis/pyproject.toml gateway/pyproject.toml web/pyproject.toml pyproject.toml requirements-dev.txt $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(PACKAGES) -r requirements-dev.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(AXE)
+
+# axe-core for the browser tests' accessibility checks (npm, pinned by its lock file).
+$(AXE): tests/browser/package.json tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund
+	touch $(AXE)
 
 ## Start the whole suite in embedded mode (one process, SQLite under ./var, demo accounts)
 run: $(STAMP)
@@ -34,7 +40,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy chassis/chassis $(foreach s,$(SERVICES),$(wildcard services/$(s)/$(s)/domain*.py))
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(AXE)
 	$(VENV)/bin/pytest -q
 
 ## The distributed mode on this machine: PostgreSQL + RabbitMQ, one process per component

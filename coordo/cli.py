@@ -1,7 +1,7 @@
 """`coordo` — run the suite and its parts.
 
 coordo run                         embedded mode: everything in one process (default target all)
-coordo run --target dossier-web    one component (distributed mode): <service>-web, <service>-worker, gateway
+coordo run --target dossier-web    one component (distributed mode): <service>-web, <service>-worker, gateway, web
 coordo distributed                 the whole suite as separate processes on PostgreSQL + RabbitMQ
 coordo migrate [--demo]            create/migrate every database (and load demo data)
 coordo token coordinateur          an access token for a demo account (embedded / local only)
@@ -43,6 +43,14 @@ def _run_target(target: str) -> None:
     if target == "all":
         embedded.run(demo=os.environ.get("COORDO_DEMO", "1") == "1", host=_listen_host())
         return
+    if target == "web":
+        import uvicorn
+
+        from web.app import create_app as create_web_app
+        from web.settings import web_port
+
+        uvicorn.run(create_web_app(), host=_listen_host(), port=web_port(), log_config=None)
+        return
     if target == "gateway":
         import uvicorn
 
@@ -53,7 +61,7 @@ def _run_target(target: str) -> None:
         return
     service, _, part = target.rpartition("-")
     if service not in SERVICES or part not in ("web", "worker"):
-        raise SystemExit(f"unknown target {target!r}: all, gateway, <service>-web or <service>-worker")
+        raise SystemExit(f"unknown target {target!r}: all, gateway, web, <service>-web or <service>-worker")
     from coordo.registry import service as find
 
     definition = find(service)

@@ -8,6 +8,7 @@ this machine (one database per service on the local PostgreSQL, the local Rabbit
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -20,6 +21,8 @@ import httpx
 from chassis.settings import DEFAULT_PORTS, SERVICES
 
 PYTHON = sys.executable
+# URL-encoded "-c max_parallel_workers_per_gather=0 -c plan_cache_mode=force_custom_plan".
+DOSSIER_PG_OPTIONS = "-c%20max_parallel_workers_per_gather%3D0%20-c%20plan_cache_mode%3Dforce_custom_plan"
 BIN = Path(PYTHON).parent
 
 
@@ -27,6 +30,14 @@ def local_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(base if base is not None else os.environ)
     pg = env.get("COORDO_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
     env.setdefault("COORDO_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    # The web front end behind the gateway; its processes share the key that signs sessions.
+    from web.settings import web_url
+
+    env.setdefault("COORDO_WEB_URL", web_url(env))
+    env.setdefault("COORDO_WEB_SECRET_KEY", secrets.token_urlsafe(32))
+    # dossier's file list: no parallel workers for 10-row pages and one plan per call for
+    # skewed holders (measured in tests/bench/README.md); libpq `options` sets them per session.
+    env.setdefault("COORDO_DOSSIER_DATABASE_URL", f"{pg}/coordo_dossier?options={DOSSIER_PG_OPTIONS}")
     for name in (*SERVICES, "gateway"):
         env.setdefault(f"COORDO_{name.upper()}_DATABASE_URL", f"{pg}/coordo_{name}")
     return env
@@ -80,6 +91,9 @@ class DistributedSuite:
             port = int(self.env.get(f"COORDO_{service.upper()}_PORT", DEFAULT_PORTS[service]))
             self._spawn(f"{service}-web", web_command(service, port, self.web_workers))
         gateway_port = int(self.env.get("COORDO_GATEWAY_PORT", DEFAULT_PORTS["gateway"]))
+        from web.settings import web_port
+
+        self._spawn("web", web_command("web", web_port(self.env), self.web_workers))
         self._spawn("gateway", web_command("gateway", gateway_port, self.web_workers))
         self.wait_ready(gateway_port, timeout)
 

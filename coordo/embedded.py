@@ -34,6 +34,8 @@ def _server(app: Any, port: int, host: str) -> uvicorn.Server:
 class EmbeddedSuite:
     host: str = "127.0.0.1"
     demo: bool = True
+    #: Also serve the web front end (its port: web.settings.web_port()) behind the gateway.
+    web: bool = False
     servers: list[uvicorn.Server] = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
     databases: dict[str, Database] = field(default_factory=dict)
@@ -67,8 +69,16 @@ class EmbeddedSuite:
             settings = definition.settings()
             app = definition.create_app(settings, self.databases[definition.name])
             self._serve(app, settings.port, definition.name)
+        web_url = None
+        if self.web:
+            from coordo.registry import web_app
+            from web.settings import web_port
+            from web.settings import web_url as find_web_url
+
+            self._serve(web_app(show_demo_accounts=self.demo), web_port(), "web")
+            web_url = find_web_url()
         gateway_settings = Settings.from_env("gateway")
-        self.gateway = create_gateway(gateway_settings)
+        self.gateway = create_gateway(gateway_settings, web_url=web_url)
         self._serve(self.gateway, gateway_settings.port, "gateway")
         self._wait_started()
         if not self.gateway.wait_ready(30):
@@ -102,7 +112,7 @@ class EmbeddedSuite:
 
 def run(demo: bool = True, host: str = "127.0.0.1") -> None:
     gateway_port = Settings.from_env("gateway").port
-    suite = EmbeddedSuite(host=host, demo=demo)
+    suite = EmbeddedSuite(host=host, demo=demo, web=True)
     stop = threading.Event()
 
     def _stop(_signum: int, _frame: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from chassis.service import ServiceDefinition
 from chassis.settings import SERVICES
@@ -17,3 +18,14 @@ def service(name: str) -> ServiceDefinition:
 
 def all_services() -> list[ServiceDefinition]:
     return [service(name) for name in SERVICES]
+
+
+def web_app(show_demo_accounts: bool = False) -> Any:
+    """The web front end as an ASGI app (not a service: no database, no worker)."""
+    from dataclasses import replace
+
+    from web.app import asgi, create_web
+    from web.settings import WebSettings
+
+    settings = replace(WebSettings.from_env(), show_demo_accounts=show_demo_accounts)
+    return asgi(create_web(settings))

@@ -1,0 +1,1 @@
+"""Coordo web front end (backend-for-frontend)."""
