@@ -9,3 +9,7 @@ CREATE DATABASE coordo_documents;
 CREATE DATABASE coordo_agenda;
 CREATE DATABASE coordo_notify;
 CREATE DATABASE coordo_gateway;
+-- dossier's file list (tests/bench/README.md): no parallel workers for 10-row pages,
+-- one plan per call for skewed holders. The service also sets them per transaction.
+ALTER DATABASE coordo_dossier SET max_parallel_workers_per_gather = 0;
+ALTER DATABASE coordo_dossier SET plan_cache_mode = force_custom_plan;

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, ForeignKey, Integer, MetaData, String, Text
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chassis.db import UtcDateTime, add_chassis_tables
@@ -34,6 +34,53 @@ class Patient(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # -- RNIV identity (PAT-2, PAT-3; owned by dossier/identity.py) --
+    used_name: Mapped[str | None] = mapped_column(String(100))
+    first_names: Mapped[str | None] = mapped_column(String(200))
+    used_first_name: Mapped[str | None] = mapped_column(String(100))
+    birth_country: Mapped[str] = mapped_column(String(5), default="99100")
+    twin_rank: Mapped[int | None] = mapped_column(Integer)
+    entitled_nir: Mapped[str | None] = mapped_column(String(15))
+    ins_nir: Mapped[str | None] = mapped_column(String(15))  # stored only while QUAL (RNIV)
+    email: Mapped[str | None] = mapped_column(String(254))
+    mobile: Mapped[str | None] = mapped_column(String(10))
+    phone: Mapped[str | None] = mapped_column(String(10))
+    address: Mapped[str | None] = mapped_column(String(300))
+    homonym: Mapped[bool] = mapped_column(Boolean, default=False)
+    doubtful: Mapped[bool] = mapped_column(Boolean, default=False)
+    fictitious: Mapped[bool] = mapped_column(Boolean, default=False)
+    identity_document: Mapped[str | None] = mapped_column(String(30))
+    identity_document_special_case: Mapped[str | None] = mapped_column(String(40))
+    identity_document_checked_by: Mapped[str | None] = mapped_column(String(64))
+    identity_document_checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    collection_channel: Mapped[str] = mapped_column(String(20), default="manual")
+    confirmed_despite_candidates: Mapped[bool] = mapped_column(Boolean, default=False)
+    confirmed_candidate_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    # Phonex keys of the names: with the birth date they make identity search an index lookup.
+    name_key_birth: Mapped[str | None] = mapped_column(String(60))
+    name_key_used: Mapped[str | None] = mapped_column(String(60))
+    name_key_first: Mapped[str | None] = mapped_column(String(60))
+
+    __table_args__ = (
+        Index("ix_patients_name_key_birth_date", "name_key_birth", "birth_date"),
+        Index("ix_patients_name_key_used_date", "name_key_used", "birth_date"),
+        Index("ix_patients_name_key_first_date", "name_key_first", "birth_date"),
+    )
+
+
+class IdentityHistory(Base):
+    """Every change of identity traits, attributes or status (PAT-3)."""
+
+    __tablename__ = "identity_history"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    changed_by: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(20))
+    changes: Mapped[dict[str, list[object]]] = mapped_column(JSON)
+    status_before: Mapped[str | None] = mapped_column(String(5))
+    status_after: Mapped[str] = mapped_column(String(5))
 
 
 class Consent(Base):
@@ -48,6 +95,7 @@ class Consent(Base):
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime())
     withdrawn_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     withdrawal_reason: Mapped[str | None] = mapped_column(Text)
+    withdrawn_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class Habilitation(Base):
@@ -60,3 +108,7 @@ class Habilitation(Base):
     holder_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+# The patient file's panels and the file list live in their own module, on this metadata.
+from dossier import models_file  # noqa: E402,F401

@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 
 from chassis.auth import Actor
-from chassis.db import Database, UnitOfWork, new_id, utcnow
+from chassis.db import Database, UnitOfWork
 from chassis.problems import invalid, not_found
 from dossier import domain
-from dossier.models import Consent, Habilitation, Patient
+from dossier.models import Habilitation, Patient
 
 
 def _parse_date(field: str, value: Any) -> date:
@@ -24,81 +24,10 @@ def _parse_date(field: str, value: Any) -> date:
 
 
 def create_patient(db: Database, actor: Actor, body: dict[str, Any], today: date) -> dict[str, Any]:
-    consent_body = body.get("consent") or {}
-    try:
-        traits = domain.strict_traits(
-            birth_name=body["birth_name"],
-            first_name=body["first_name"],
-            birth_date=_parse_date("birth_date", body["birth_date"]),
-            sex=body["sex"],
-            birth_place=body["birth_place"],
-            today=today,
-        )
-        consent = domain.consent_attestation(
-            attested=consent_body.get("attested") is True,
-            given_by=consent_body.get("given_by", ""),
-            given_by_name=consent_body.get("given_by_name"),
-            given_on=_parse_date("consent.given_on", consent_body.get("given_on", today.isoformat())),
-            collected_by=actor.person_id,
-            today=today,
-        )
-    except domain.IdentityRuleError as exc:
-        raise invalid(exc.field, exc.detail) from exc
+    """Kept for callers of the first version: creation runs identity vigilance (dossier/identity.py)."""
+    from dossier import identity  # identity imports nothing from here; local import keeps it so
 
-    now = utcnow()
-    patient = Patient(
-        id=new_id(),
-        birth_name=traits.birth_name,
-        first_name=traits.first_name,
-        birth_date=traits.birth_date,
-        sex=traits.sex,
-        birth_place=traits.birth_place,
-        identity_status=domain.initial_identity_status(traits),
-        incomplete=traits.has_placeholder,
-        created_by=actor.person_id,
-        owner_kind="structure" if actor.structure_id else "person",
-        owner_id=actor.owner_id,
-        created_at=now,
-        updated_at=now,
-        version=1,
-    )
-    with db.unit_of_work(actor.person_id) as uow:
-        uow.session.add(patient)
-        uow.session.flush()  # the consent row references it
-        uow.session.add(
-            Consent(
-                id=new_id(),
-                patient_id=patient.id,
-                given_by=consent.given_by,
-                given_by_name=consent.given_by_name,
-                given_on=consent.given_on,
-                collected_by=consent.collected_by,
-                recorded_at=now,
-            )
-        )
-        # The creator sees the file at once (PAT-6); cercle confirms with HabilitationGranted.
-        uow.session.add(
-            Habilitation(
-                patient_id=patient.id,
-                holder_kind=patient.owner_kind,
-                holder_id=patient.owner_id,
-                active=True,
-                updated_at=now,
-            )
-        )
-        uow.emit(
-            "PatientCreated",
-            subject=patient.id,
-            data={
-                "patient_id": patient.id,
-                "created_by": actor.person_id,
-                "owner_kind": patient.owner_kind,
-                "owner_id": patient.owner_id,
-                "aggregate_version": 1,
-            },
-        )
-        uow.commit()
-    return patient_view(patient, today)
+    return identity.create_patient(db, actor, body, today)
 
 
 def patient_view(patient: Patient, today: date) -> dict[str, Any]:
@@ -133,7 +62,9 @@ def get_patient(db: Database, patient_id: str, today: date) -> dict[str, Any]:
         patient = session.get(Patient, patient_id)
         if patient is None:
             raise not_found("patient")
-        return patient_view(patient, today)
+        from dossier import identity
+
+        return {**patient_view(patient, today), **identity.identity_fields(patient)}
 
 
 def list_patients(db: Database, actor: Actor, today: date, *, limit: int, offset: int) -> dict[str, Any]:

@@ -103,7 +103,8 @@ def test_no_token_or_a_bad_token_is_refused(service: Any, issuer: TestIssuer):
 def test_the_file_list_shows_only_files_the_caller_is_habilitated_on(service: Any, issuer: TestIssuer):
     client, db = service
     mine = client.post("/api/patients", json=VALID, headers=auth(issuer, "person-1")).json()
-    theirs = client.post("/api/patients", json=VALID, headers=auth(issuer, "person-2")).json()
+    same_identity = {**VALID, "confirm_despite_candidates": True}  # a homonym: identity vigilance asks
+    theirs = client.post("/api/patients", json=same_identity, headers=auth(issuer, "person-2")).json()
     listed = client.get("/api/patients", headers=auth(issuer, "person-1")).json()["items"]
     assert [p["id"] for p in listed] == [mine["id"]]
 

@@ -1,0 +1,181 @@
+"""Benchmark: patient creation at the dossier service versus raw psycopg, on PostgreSQL.
+
+    .venv/bin/python -m tests.bench.patient_creation [--creations 500] [--base 100000]
+
+`--base` synthetic patients are loaded first (COPY) so that the identity-vigilance check
+that runs on every creation searches a realistic base. Then, one at a time:
+- `POST /api/patients` through the service's contract (connexion, in-process client, real
+  OIDC token): validation, duplicate search, patient + consent + habilitation + history
+  rows and the PatientCreated outbox row in one transaction;
+- raw psycopg: one INSERT of the same patient row and one commit per row (the floor).
+Prints p50/p99 per creation and creations/s for both, and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+PG = os.environ.get("COORDO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
+DB_NAME = "bench_dossier_creation"
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def fresh_database() -> str:
+    admin = create_engine(
+        f"{PG}/postgres".replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
+    admin.dispose()
+    return f"{PG}/{DB_NAME}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--creations", type=int, default=500)
+    parser.add_argument("--base", type=int, default=100_000)
+    args = parser.parse_args()
+    os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+
+    import psycopg
+
+    from chassis import auth
+    from dossier.app import SERVICE
+    from dossier.demo_patients import bulk_insert, generate
+    from tests.support.issuer import TestIssuer
+
+    issuer = TestIssuer().start()
+    os.environ["COORDO_OIDC_ISSUER"] = issuer.issuer
+    auth.configure_verifier(auth.TokenVerifier(issuer.issuer, "coordo"))
+    url = fresh_database()
+    settings = replace(SERVICE.settings(), database_url=url)
+    SERVICE.migrate(settings)
+    if args.base:
+        bulk_insert(url, generate(args.base, seed=3))
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ANALYZE patients")
+
+    # New identities (another seed), each created once through the service, once raw.
+    people = list(generate(args.creations * 2, seed=4242))
+    service_people, raw_people = people[: args.creations], people[args.creations :]
+
+    db = SERVICE.database(settings)
+    client = SERVICE.create_app(settings, db).test_client()
+    headers = {
+        "Authorization": "Bearer " + issuer.mint("person-bench", extra_claims={"structures": ["dac-bench"]})
+    }
+    service_ms: list[float] = []
+    refused = 0
+    started_all = time.perf_counter()
+    for person in service_people:
+        body = {
+            "birth_name": person["birth_name"],
+            "first_name": person["first_name"],
+            "birth_date": person["birth_date"].isoformat(),
+            "sex": person["sex"],
+            "birth_place": person["birth_place"],
+            "consent": {"attested": True, "given_by": "patient"},
+        }
+        started = time.perf_counter()
+        response = client.post("/api/patients", json=body, headers=headers)
+        service_ms.append((time.perf_counter() - started) * 1000)
+        if response.status_code == 409:
+            refused += 1  # a homonym in the base: identity vigilance asks for a confirmation
+        else:
+            assert response.status_code == 201, response.text
+    service_rate = len(service_people) / (time.perf_counter() - started_all)
+
+    # The same use case without HTTP (no connexion, no token check): where the time goes.
+    from chassis.auth import Actor
+    from chassis.problems import Problem
+    from dossier import identity
+    from dossier.domain import IdentityRuleError
+
+    actor = Actor("person-bench", None, ("dac-bench",), None, False, (), None)
+    use_case_ms: list[float] = []
+    cpu_started = time.process_time()
+    for person in list(generate(args.creations, seed=5151)):
+        body = {
+            "birth_name": person["birth_name"],
+            "first_name": person["first_name"],
+            "birth_date": person["birth_date"].isoformat(),
+            "sex": person["sex"],
+            "birth_place": person["birth_place"],
+            "consent": {"attested": True, "given_by": "patient"},
+        }
+        started = time.perf_counter()
+        try:
+            identity.create_patient(db, actor, body, datetime.now(UTC).date())
+        except (Problem, IdentityRuleError):
+            pass
+        use_case_ms.append((time.perf_counter() - started) * 1000)
+    use_case_cpu = (time.process_time() - cpu_started) * 1000 / args.creations
+    db.dispose()
+
+    columns = [
+        "id", "birth_name", "first_name", "birth_date", "sex", "birth_place", "identity_status", "incomplete",
+        "created_by", "owner_kind", "owner_id", "created_at", "updated_at", "version", "birth_country",
+        "homonym", "doubtful", "fictitious", "collection_channel", "confirmed_despite_candidates",
+        "name_key_birth", "name_key_first",
+    ]  # fmt: skip
+    sql = f"INSERT INTO patients ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+    raw_ms: list[float] = []
+    with psycopg.connect(url) as conn:
+        started_all = time.perf_counter()
+        for person in raw_people:
+            now = datetime.now(UTC)
+            row: dict[str, Any] = {
+                **person,
+                "id": str(uuid.uuid4()),
+                "incomplete": False,
+                "created_at": now,
+                "updated_at": now,
+                "homonym": False,
+                "doubtful": False,
+                "fictitious": False,
+                "confirmed_despite_candidates": False,
+            }
+            started = time.perf_counter()
+            conn.execute(sql, [row[c] for c in columns])
+            conn.commit()
+            raw_ms.append((time.perf_counter() - started) * 1000)
+        raw_rate = len(raw_people) / (time.perf_counter() - started_all)
+
+    print(f"\nload average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"patient creation, base of {args.base:,} patients, {args.creations} creations each")
+    print(
+        f"service POST /api/patients: p50 {statistics.median(service_ms):.1f} ms, "
+        f"p99 {percentile(service_ms, 99):.1f} ms, {service_rate:.0f} creations/s "
+        f"({refused} answered 409: close identity found)"
+    )
+    print(
+        f"use case identity.create_patient (no HTTP): p50 {statistics.median(use_case_ms):.1f} ms, "
+        f"p99 {percentile(use_case_ms, 99):.1f} ms, CPU {use_case_cpu:.1f} ms per creation"
+    )
+    print(
+        f"raw psycopg INSERT + commit: p50 {statistics.median(raw_ms):.2f} ms, "
+        f"p99 {percentile(raw_ms, 99):.2f} ms, {raw_rate:.0f} rows/s"
+    )
+    print(f"service / raw throughput: {service_rate / raw_rate:.2f}x")
+    print(
+        f"reproduce: .venv/bin/python -m tests.bench.patient_creation --creations {args.creations} --base {args.base}"
+    )
+    issuer.stop()
+
+
+if __name__ == "__main__":
+    main()
