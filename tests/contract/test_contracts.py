@@ -101,3 +101,12 @@ def test_the_committed_catalogue_is_the_generated_one() -> None:
     assert (CONTRACTS / "asyncapi.yaml").read_text("utf-8") == catalogue.render(), (
         "contracts/asyncapi.yaml is stale: run .venv/bin/python contracts/catalogue.py"
     )
+
+
+def test_the_demo_patients_belong_to_the_demo_accounts_of_identity() -> None:
+    """dossier's demo data names identity's demo accounts by convention, without importing identity."""
+    from dossier.demo import demo_id as dossier_demo_id
+    from identity.demo import DEMO_IDS
+
+    assert dossier_demo_id("dac") == DEMO_IDS["dac"]
+    assert dossier_demo_id("coordinateur") == DEMO_IDS["coordinateur"]

@@ -31,6 +31,8 @@ def suite_environment(base_port: int, var_dir: str) -> dict[str, str]:
         "COORDO_GATEWAY_PORT": str(base_port),
         "COORDO_PUBLIC_URL": f"http://127.0.0.1:{base_port}",
         "COORDO_VALIDATE_RESPONSES": "1",
+        # The demo accounts, without the thousand demo patients: tests create what they read.
+        "COORDO_DEMO_PATIENTS": "0",
     }
     for offset, name in enumerate(SERVICES, start=1):
         env[f"COORDO_{name.upper()}_PORT"] = str(base_port + offset)

@@ -8,6 +8,7 @@ import connexion
 
 from chassis.service import ServiceDefinition
 from dossier.consumers import subscriptions
+from dossier.demo import load_demo_data
 from dossier.models import metadata
 
 SERVICE = ServiceDefinition(
@@ -16,6 +17,7 @@ SERVICE = ServiceDefinition(
     metadata=metadata,
     migrations_dir=Path(__file__).parent / "migrations",
     subscriptions=subscriptions,
+    demo_data=load_demo_data,
 )
 
 
