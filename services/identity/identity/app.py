@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import connexion
 
+from chassis.db import Database, utcnow
 from chassis.service import ServiceDefinition
+from chassis.settings import Settings
 from identity import demo, oidc
 from identity.consumers import subscriptions
+from identity.jobs import background
 from identity.models import metadata
+
+
+def _extras(_settings: Settings, _db: Database) -> dict[str, Any]:
+    # The clock of the use cases that depend on the day (delegation end dates); tests replace it.
+    return {"clock": utcnow}
+
 
 SERVICE = ServiceDefinition(
     name="identity",
@@ -17,6 +27,9 @@ SERVICE = ServiceDefinition(
     metadata=metadata,
     migrations_dir=Path(__file__).parent / "migrations",
     subscriptions=subscriptions,
+    extras=_extras,
+    # ID-6: delegations past their end date lapse by themselves.
+    background=background,
     # The OIDC provider (/oidc/...) and its login page live outside the contract.
     configure_app=oidc.configure,
     demo_data=demo.load,

@@ -21,6 +21,13 @@ key (``DEMO_IDS``)        who / what                            profession, stru
 
 The usernames are the keys of the persons (``coordinateur``, ``medecin``, ``infirmiere``,
 ``assistante-sociale``, ``admin``). Loading twice changes nothing and emits nothing more.
+
+Every demo account has accepted the terms of use in force (ID-2) except
+``assistante-sociale``, so the first-login flow (CGU shown before anything else) can be seen.
+
+Beside them, ``identity.directory_demo`` adds a generated directory of
+``COORDO_DEMO_DIRECTORY_ENTRIES`` entries (default 3,000; 0 for none): directory-only
+professionals and structures, without accounts.
 """
 
 from __future__ import annotations
@@ -31,13 +38,16 @@ from typing import Any
 
 from chassis.db import Database
 from chassis.problems import Problem
-from chassis.settings import Settings
-from identity import usecases
+from chassis.settings import Settings, env
+from identity import directory_demo, domain, usecases
 from identity.models import Person, Structure
 
 log = logging.getLogger(__name__)
 
 DEMO_PASSWORD = "coordo-demo"
+# The one demo account that has not accepted the terms yet (first-login flow of ID-2).
+TERMS_NOT_ACCEPTED = "assistante-sociale"
+DEFAULT_DIRECTORY_ENTRIES = 3000
 
 
 def demo_id(key: str) -> str:
@@ -141,10 +151,15 @@ def load(_settings: Settings, db: Database) -> None:
             "password": DEMO_PASSWORD,
             "structures": [DEMO_IDS[s] for s in fields["structures"]],
         }
-        _create(lambda: usecases.create_person(db, None, body, person_id=DEMO_IDS[key]), key)  # noqa: B023
+        created = _create(lambda: usecases.create_person(db, None, body, person_id=DEMO_IDS[key]), key)  # noqa: B023
+        if created and key != TERMS_NOT_ACCEPTED:
+            usecases.accept_terms(db, DEMO_IDS[key], domain.TERMS_VERSION)
+    entries = int(env("COORDO_DEMO_DIRECTORY_ENTRIES", str(DEFAULT_DIRECTORY_ENTRIES)) or 0)
+    if directory_demo.load(db, entries):
+        log.info("demo directory: %d entries generated", entries)
 
 
-def _create(action: Any, key: str) -> None:
+def _create(action: Any, key: str) -> bool:
     try:
         action()
     except Problem as exc:
@@ -152,3 +167,5 @@ def _create(action: Any, key: str) -> None:
             raise
         # Another process loaded it at the same time, or the username is taken by a real account.
         log.warning("demo %s not created: %s", key, exc.detail)
+        return False
+    return True

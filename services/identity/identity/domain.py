@@ -16,8 +16,24 @@ AUTHORIZATION_CODE_LIFETIME = timedelta(minutes=5)
 # ID-3: platform roles.
 ROLES: tuple[str, ...] = ("user", "super_user", "admin")
 
-# ID-1, ID-5: kinds of structures.
-STRUCTURE_KINDS: tuple[str, ...] = ("dac", "hospital", "unit", "service", "saad", "other")
+# ID-1, ID-5: kinds of structures — establishments (hospital, EHPAD...), their units and
+# services, home-care and coordination structures, liberal practices.
+STRUCTURE_KINDS: tuple[str, ...] = (
+    "dac",  # dispositif d'appui à la coordination
+    "hospital",  # centre hospitalier, clinique
+    "unit",  # unité / service de soins d'un établissement
+    "service",  # service social ou médico-social (CCAS, service social départemental...)
+    "saad",  # service d'aide et d'accompagnement à domicile
+    "ssiad",  # service de soins infirmiers à domicile
+    "ehpad",  # établissement d'hébergement pour personnes âgées dépendantes
+    "practice",  # cabinet libéral (médical, infirmier, de kinésithérapie...)
+    "pharmacy",  # officine
+    "health_centre",  # maison ou centre de santé pluriprofessionnel
+    "other",
+)
+
+# ID-2: the version of the terms of use (CGU) every user must accept before anything else.
+TERMS_VERSION = "2026-12"
 
 
 @dataclass(frozen=True)
@@ -35,6 +51,11 @@ PROFESSIONS: tuple[Profession, ...] = (
     Profession("pharmacien", "Pharmacien", True),
     Profession("sage_femme", "Sage-femme", True),
     Profession("masseur_kinesitherapeute", "Masseur-kinésithérapeute", True),
+    Profession("chirurgien_dentiste", "Chirurgien-dentiste", True),
+    Profession("orthophoniste", "Orthophoniste", True),
+    Profession("ergotherapeute", "Ergothérapeute", True),
+    Profession("aide_soignant", "Aide-soignant", False),
+    Profession("psychologue", "Psychologue", False),
     Profession("assistant_social", "Assistant social", False),
     Profession("gestionnaire_de_cas", "Gestionnaire de cas", False),
     Profession("coordinateur", "Coordinateur", False),
@@ -150,6 +171,59 @@ def fold(text: str | None) -> str:
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     cleaned = re.sub(r"[^a-z0-9@.]+", " ", stripped.lower())
     return " ".join(cleaned.split())
+
+
+def words(text: str | None) -> list[str]:
+    """The folded words of a text, in order, without duplicates."""
+    return list(dict.fromkeys(fold(text).split()))
+
+
+def name_terms(*names: str | None) -> list[str]:
+    """ID-5: directory name search matches the beginning of any word of a name
+    ("dup" finds "Jeanne Martin-Dupont"); one term per word."""
+    found: list[str] = []
+    for name in names:
+        found.extend(w for w in words(name) if w not in found)
+    return found
+
+
+def directory_terms(
+    names: list[str | None],
+    places: list[tuple[str | None, str | None]],
+    codes: list[tuple[str, str | None]] | None = None,
+) -> list[tuple[str, str]]:
+    """The (field, term) search keys of a directory entry: each name word, each (city,
+    postal code) place it can be found at, and exact codes such as ("prof", "medecin")."""
+    found: dict[tuple[str, str], None] = {("name", w[:100]): None for w in name_terms(*names)}
+    for city, postal_code in places:
+        if fold(city):
+            found[("city", fold(city)[:100])] = None
+        if postal_code:
+            found[("postal", postal_code)] = None
+    for field, code in codes or []:
+        if code:
+            found[(field, code)] = None
+    # Profession + place in one key: the directory's most common combined search.
+    for field, profession in codes or []:
+        if field != "prof" or not profession:
+            continue
+        for city, postal_code in places:
+            if fold(city):
+                found[("pcity", f"{profession} {fold(city)}"[:100])] = None
+            if postal_code:
+                found[("ppostal", f"{profession} {postal_code}")] = None
+    return list(found)
+
+
+def sort_key(*parts: str | None) -> str:
+    """Alphabetical order of the directory, accents and case ignored."""
+    return " ".join(fold(p) for p in parts if p)[:250]
+
+
+def check_terms_version(version: str) -> str:
+    if version != TERMS_VERSION:
+        raise AccountRuleError("version", f"the terms in force are version {TERMS_VERSION}")
+    return version
 
 
 # -- login sessions ---------------------------------------------------------

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, MetaData, String, Text
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chassis.db import UtcDateTime, add_chassis_tables
 
 metadata = MetaData()
 add_chassis_tables(metadata)
+
+
+# Directory order: folded ASCII keys compare byte by byte ("C" collation on PostgreSQL),
+# which is the right order for them and much cheaper to sort than a locale's.
+SortKey = String(250).with_variant(String(250, collation="C"), "postgresql")
+SearchTerm = String(100).with_variant(String(100, collation="C"), "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -32,8 +38,10 @@ class Person(Base):
     __tablename__ = "persons"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    username: Mapped[str] = mapped_column(String(64), unique=True)
-    password_hash: Mapped[str] = mapped_column(String(255))
+    # Both null for a directory-only entry: a professional listed in the directory (ID-5)
+    # who has no account yet and cannot log in.
+    username: Mapped[str | None] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
     title: Mapped[str | None] = mapped_column(String(20))
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
@@ -48,13 +56,12 @@ class Person(Base):
     city: Mapped[str | None] = mapped_column(String(100))
     postal_code: Mapped[str | None] = mapped_column(String(5), index=True)
     description: Mapped[str | None] = mapped_column(Text)
-    # Folded copies (no accents, lowercase) for directory search on every backend.
-    name_search: Mapped[str] = mapped_column(String(400), index=True)
-    city_search: Mapped[str | None] = mapped_column(String(100), index=True)
+    # Directory order (folded "last first"); the search keys live in directory_terms.
+    sort_key: Mapped[str] = mapped_column(SortKey)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    # ID-2: terms of use (CGU) acceptance, enforced later.
+    # ID-2: the terms of use (CGU) version accepted, and when.
     terms_version: Mapped[str | None] = mapped_column(String(20))
     terms_accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
@@ -71,8 +78,7 @@ class Structure(Base):
     postal_code: Mapped[str | None] = mapped_column(String(5), index=True)
     phone: Mapped[str | None] = mapped_column(String(30))
     description: Mapped[str | None] = mapped_column(Text)
-    name_search: Mapped[str] = mapped_column(String(250), index=True)
-    city_search: Mapped[str | None] = mapped_column(String(100), index=True)
+    sort_key: Mapped[str] = mapped_column(SortKey)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
@@ -82,6 +88,70 @@ class Membership(Base):
     person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), primary_key=True)
     structure_id: Mapped[str] = mapped_column(ForeignKey("structures.id"), primary_key=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+Index("ix_persons_directory_order", Person.sort_key, Person.id)
+Index("ix_structures_directory_order", Structure.sort_key, Structure.id)
+
+
+class DirectoryTerm(Base):
+    """ID-5: the directory's search keys, one row per (entry, field, folded value).
+
+    Fields: `name` (every word of the name: prefix search of any word), `city` (folded
+    commune) and `postal` — for a person its own and those of its structures (a hospital
+    nurse has no address of her own) —, `prof` (profession code) and `member` (structure
+    id) for persons, `kind` for structures; `pcity` and `ppostal` ("infirmier marseille",
+    "infirmier 13008") make the common profession + place search one range scan. Every row carries the entry's `sort_key`, so a
+    search is answered from this table's indexes alone (index-only scans: matching ids in
+    directory order, and the total), then only the page's rows are read. Terms are folded
+    ASCII compared byte by byte ("C" collation), so a prefix is a plain b-tree range
+    (`term >= 'dup' AND term < 'dup~'`) that stays an index range even in a generic
+    prepared-statement plan, where `LIKE $1` would not; no extension (pg_trgm) is needed.
+    Only active entries have terms.
+    """
+
+    __tablename__ = "directory_terms"
+
+    entry_type: Mapped[str] = mapped_column(String(1), primary_key=True)  # "p" person, "s" structure
+    field: Mapped[str] = mapped_column(String(8), primary_key=True)
+    term: Mapped[str] = mapped_column(SearchTerm, primary_key=True)
+    entry_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    sort_key: Mapped[str] = mapped_column(SortKey)
+
+
+Index(
+    "ix_directory_terms_prefix",
+    DirectoryTerm.entry_type,
+    DirectoryTerm.field,
+    DirectoryTerm.term,
+    DirectoryTerm.sort_key,
+    DirectoryTerm.entry_id,
+)
+# Probes "has this entry that term?" when filters combine.
+Index("ix_directory_terms_entry", DirectoryTerm.entry_id, DirectoryTerm.field, DirectoryTerm.term)
+
+
+class Delegation(Base):
+    """ID-6: `delegate_id` may act in `grantor_id`'s name for `scopes` once accepted."""
+
+    __tablename__ = "delegations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    grantor_id: Mapped[str] = mapped_column(ForeignKey("persons.id"))
+    delegate_id: Mapped[str] = mapped_column(ForeignKey("persons.id"))
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(10))
+    ends_on: Mapped[date | None] = mapped_column(Date)
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    ended_by: Mapped[str | None] = mapped_column(String(36))
+    end_cause: Mapped[str | None] = mapped_column(String(10))
+
+
+Index("ix_delegations_grantor", Delegation.grantor_id, Delegation.status)
+Index("ix_delegations_delegate", Delegation.delegate_id, Delegation.status)
+Index("ix_delegations_expiry", Delegation.status, Delegation.ends_on)
 
 
 # -- OIDC provider ------------------------------------------------------------

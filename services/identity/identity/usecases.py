@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import func, intersect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -14,7 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from chassis.db import Database, UnitOfWork, new_id, utcnow
 from chassis.problems import conflict, invalid, not_found
 from identity import domain
-from identity.models import Membership, Person, ProfessionRow, Structure
+from identity.models import DirectoryTerm, Membership, Person, ProfessionRow, Structure
 
 # Checked against when the username is unknown, so a wrong username costs the
 # same time as a wrong password (no account enumeration by timing).
@@ -50,13 +50,23 @@ def create_structure(
         postal_code=postal_code,
         phone=body.get("phone"),
         description=body.get("description"),
-        name_search=domain.fold(name),
-        city_search=domain.fold(body.get("city")) or None,
+        sort_key=domain.sort_key(name),
         created_at=utcnow(),
     )
     with db.unit_of_work(actor_id) as uow:
         uow.session.add(structure)
         uow.session.flush()
+        _index(
+            uow.session,
+            directory_term_rows(
+                "s",
+                structure.id,
+                structure.sort_key,
+                [name],
+                [(structure.city, structure.postal_code)],
+                [("kind", kind)],
+            ),
+        )
         uow.emit(
             "StructureRegistered",
             subject=structure.id,
@@ -104,8 +114,7 @@ def create_person(
         city=body.get("city"),
         postal_code=postal_code,
         description=body.get("description"),
-        name_search=domain.fold(f"{first_name} {last_name} {username}"),
-        city_search=domain.fold(body.get("city")) or None,
+        sort_key=domain.sort_key(last_name, first_name),
         active=True,
         created_at=now,
     )
@@ -121,6 +130,17 @@ def create_person(
         s.flush()
         for sid in structure_ids:
             s.add(Membership(person_id=person.id, structure_id=sid, created_at=now))
+        places = [(person.city, person.postal_code)] + [
+            (city, postal)
+            for city, postal in s.execute(
+                select(Structure.city, Structure.postal_code).where(Structure.id.in_(structure_ids))
+            ).tuples()
+        ]
+        # "account": the person can log in (may be asked for a delegation, ID-6).
+        codes = [("prof", profession), ("account", "yes")] + [("member", sid) for sid in structure_ids]
+        _index(
+            s, directory_term_rows("p", person.id, person.sort_key, [first_name, last_name], places, codes)
+        )
         # Notify needs the e-mail to reach the person; a professional's directory
         # entry, never a patient's identity.
         uow.emit(
@@ -138,6 +158,26 @@ def create_person(
         )
         _commit_or_conflict(uow, f"username {username!r} is already taken")
     return person_entry(db, person.id)
+
+
+def _index(s: Session, rows: list[dict[str, str]]) -> None:
+    """Write the directory search keys of one new entry."""
+    if rows:
+        s.execute(DirectoryTerm.__table__.insert(), rows)
+
+
+def directory_term_rows(
+    entry_type: str,
+    entry_id: str,
+    sort_key: str,
+    names: list[str | None],
+    places: list[tuple[str | None, str | None]],
+    codes: list[tuple[str, str | None]],
+) -> list[dict[str, str]]:
+    return [
+        {"entry_type": entry_type, "entry_id": entry_id, "field": field, "term": term, "sort_key": sort_key}
+        for field, term in domain.directory_terms(names, places, codes)
+    ]
 
 
 def _commit_or_conflict(uow: UnitOfWork, detail: str) -> None:
@@ -167,6 +207,9 @@ def authenticate(db: Database, username: str, password: str) -> str | None:
         check_password_hash(_DUMMY_HASH, password or "")
         return None
     person_id, password_hash, active = row
+    if password_hash is None:  # a directory-only entry has no login (never reached: no username)
+        check_password_hash(_DUMMY_HASH, password or "")
+        return None
     if not check_password_hash(password_hash, password or "") or not active:
         return None
     return person_id
@@ -205,7 +248,7 @@ def principal(s: Session, person_id: str) -> Principal | None:
     )
     return Principal(
         person_id=person.id,
-        username=person.username,
+        username=person.username or "",
         name=person.display_name,
         email=person.email,
         profession=person.profession_code,
@@ -229,7 +272,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def me(db: Database, person_id: str) -> dict[str, Any]:
-    """ID-3: the profile page."""
+    """ID-3: the profile page; ID-2: whether the terms in force are accepted."""
     with db.session_factory() as s:
         person = s.get(Person, person_id)
         if person is None:
@@ -251,9 +294,31 @@ def me(db: Database, person_id: str) -> dict[str, Any]:
             "roles": list(person.roles),
             "structures": structures,
             "last_login_at": _iso(person.last_login_at),
-            "terms_version": person.terms_version,
+            "terms_version": domain.TERMS_VERSION,
+            "terms_accepted": person.terms_version == domain.TERMS_VERSION,
+            "terms_accepted_version": person.terms_version,
             "terms_accepted_at": _iso(person.terms_accepted_at),
         }
+
+
+def accept_terms(
+    db: Database, person_id: str, version: str, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """ID-2: record that the person accepted this version of the terms, and when.
+    Accepting the same version again keeps the first date."""
+    try:
+        domain.check_terms_version(version)
+    except domain.AccountRuleError as exc:
+        raise invalid(exc.field, exc.detail) from exc
+    with db.unit_of_work(person_id) as uow:
+        person = uow.session.get(Person, person_id)
+        if person is None:
+            raise not_found("person")
+        if person.terms_version != version:
+            person.terms_version = version
+            person.terms_accepted_at = now or utcnow()
+        uow.commit()
+    return me(db, person_id)
 
 
 def _structures_of(s: Session, person_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -273,19 +338,88 @@ def _structures_of(s: Session, person_ids: list[str]) -> dict[str, list[dict[str
 
 # -- directory (ID-5) -----------------------------------------------------------
 
-
-def _like(folded: str) -> str:
-    escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+# At most this many words of `q` are used (each is one more index lookup).
+MAX_QUERY_WORDS = 5
 
 
-def _member_of_structure(condition: Any) -> Any:
-    """EXISTS a membership of the (outer) person in a structure matching `condition`."""
-    return exists(
-        select(Membership.person_id)
-        .join(Structure, Structure.id == Membership.structure_id)
-        .where(Membership.person_id == Person.id, condition)
-    )
+@dataclass(frozen=True)
+class _Filter:
+    field: str
+    value: str
+    prefix: bool
+
+
+# Above every character a folded term holds (a-z, 0-9, space, "@", "."), in byte order.
+_AFTER_ANY = "~"
+
+
+def _matches(table: Any, entry_type: str, f: _Filter) -> list[Any]:
+    if f.prefix:
+        term = [table.term >= f.value, table.term < f.value + _AFTER_ANY]
+    else:
+        term = [table.term == f.value]
+    return [table.entry_type == entry_type, table.field == f.field, *term]
+
+
+def _filters(
+    q: str | None, city: str | None, postal_code: str | None, codes: list[tuple[str, str | None]]
+) -> list[_Filter]:
+    """Every word of `q` starts a name word; `city` starts the folded commune; `postal_code`
+    starts a postal code; codes (profession, structure, kind) match exactly."""
+    wanted = dict(codes)
+    profession = wanted.get("prof")
+    folded_city = domain.fold(city)
+    if profession and (folded_city or postal_code):
+        # One key holds profession and place together (see DirectoryTerm).
+        del wanted["prof"]
+        if folded_city:
+            codes_and_place = _Filter("pcity", f"{profession} {folded_city}", True)
+            folded_city = ""
+        else:
+            codes_and_place = _Filter("ppostal", f"{profession} {postal_code}", True)
+            postal_code = None
+        found = [codes_and_place]
+    else:
+        found = []
+    found += [_Filter(field, value, False) for field, value in wanted.items() if value]
+    found += [_Filter("name", w, True) for w in domain.words(q)[:MAX_QUERY_WORDS]]
+    if postal_code:
+        found.append(_Filter("postal", postal_code, True))
+    if folded_city:
+        found.append(_Filter("city", folded_city, True))
+    return found
+
+
+def _search(
+    s: Session, entry_type: str, filters: list[_Filter], limit: int, offset: int
+) -> tuple[list[str], int]:
+    """The ids of one page in directory order, and the total, from the terms' indexes only."""
+
+    def matching(f: _Filter) -> Any:
+        return select(DirectoryTerm.sort_key, DirectoryTerm.entry_id).where(
+            *_matches(DirectoryTerm, entry_type, f)
+        )
+
+    if len(filters) == 1:
+        (only,) = filters
+        # Several terms of one entry may share a prefix ("mar": Marie Martin); an exact
+        # term is one row per entry.
+        found = (matching(only).distinct() if only.prefix else matching(only)).subquery()
+    else:
+        # A set intersection (hash of each side's index-only range scan) whatever the
+        # planner's row estimates, which are poor for (entry_type, field, term) combined:
+        # a semi-join could turn into a nested loop over thousands of rows.
+        found = intersect(*(matching(f) for f in filters)).subquery()
+    rows = s.execute(
+        select(found.c.entry_id, func.count().over())
+        .order_by(found.c.sort_key, found.c.entry_id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    if rows:
+        return [r[0] for r in rows], int(rows[0][1])
+    total = 0 if offset == 0 else s.scalar(select(func.count()).select_from(found)) or 0
+    return [], total
 
 
 def search_persons(
@@ -296,49 +430,55 @@ def search_persons(
     postal_code: str | None = None,
     profession: str | None = None,
     structure_id: str | None = None,
+    has_account: bool | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> dict[str, Any]:
-    query = select(Person).where(Person.active.is_(True))
-    if q and domain.fold(q):
-        query = query.where(Person.name_search.like(_like(domain.fold(q)), escape="\\"))
-    if city and domain.fold(city):
-        # A hospital nurse has no address of her own: her structures' city counts too.
-        folded = domain.fold(city)
-        query = query.where(
-            or_(Person.city_search == folded, _member_of_structure(Structure.city_search == folded))
-        )
-    if postal_code:
-        query = query.where(
-            or_(
-                Person.postal_code.startswith(postal_code),
-                _member_of_structure(Structure.postal_code.startswith(postal_code)),
-            )
-        )
-    if profession:
-        query = query.where(Person.profession_code == profession)
-    if structure_id:
-        query = query.where(_member_of_structure(Structure.id == structure_id))
+    codes = [("member", structure_id), ("prof", profession), ("account", "yes" if has_account else None)]
+    filters = _filters(q, city, postal_code, codes)
     with db.session_factory() as s:
-        total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-        people = list(
-            s.scalars(
-                query.order_by(Person.last_name, Person.first_name, Person.id).limit(limit).offset(offset)
+        if filters:
+            ids, total = _search(s, "p", filters, limit, offset)
+            by_id = {p.id: p for p in s.scalars(select(Person).where(Person.id.in_(ids)))}
+            people = [by_id[i] for i in ids]
+        else:
+            active = Person.active.is_(True)
+            total = s.scalar(select(func.count()).select_from(Person).where(active)) or 0
+            people = list(
+                s.scalars(
+                    select(Person)
+                    .where(active)
+                    .order_by(Person.sort_key, Person.id)
+                    .limit(limit)
+                    .offset(offset)
+                )
             )
-        )
         structures = _structures_of(s, [p.id for p in people])
-        items = [_person_entry(s, p, structures[p.id]) for p in people]
+        professions = _professions(s)
+        items = [_person_entry(p, structures[p.id], professions) for p in people]
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
-def _person_entry(s: Session, person: Person, structures: list[dict[str, Any]]) -> dict[str, Any]:
+def _professions(s: Session) -> dict[str, dict[str, Any]]:
+    return {
+        r.code: {"code": r.code, "label": r.label, "medical": r.medical}
+        for r in s.scalars(select(ProfessionRow))
+    }
+
+
+def _person_entry(
+    person: Person, structures: list[dict[str, Any]], professions: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    code = person.profession_code
     return {
         "id": person.id,
         "display_name": person.display_name,
         "title": person.title,
         "first_name": person.first_name,
         "last_name": person.last_name,
-        "profession": _profession_view(s, person.profession_code),
+        "profession": None
+        if code is None
+        else professions.get(code, {"code": code, "label": code, "medical": False}),
         "specialty": person.specialty,
         "rpps": person.rpps,
         "email": person.email,
@@ -348,6 +488,7 @@ def _person_entry(s: Session, person: Person, structures: list[dict[str, Any]]) 
         "postal_code": person.postal_code,
         "description": person.description,
         "structures": structures,
+        "has_account": person.username is not None,
     }
 
 
@@ -356,7 +497,7 @@ def person_entry(db: Database, person_id: str) -> dict[str, Any]:
         person = s.get(Person, person_id)
         if person is None or not person.active:
             raise not_found("person")
-        return _person_entry(s, person, _structures_of(s, [person.id])[person.id])
+        return _person_entry(person, _structures_of(s, [person.id])[person.id], _professions(s))
 
 
 def search_structures(
@@ -369,18 +510,19 @@ def search_structures(
     limit: int = 50,
     offset: int = 0,
 ) -> dict[str, Any]:
-    query = select(Structure)
-    if q and domain.fold(q):
-        query = query.where(Structure.name_search.like(_like(domain.fold(q)), escape="\\"))
-    if kind:
-        query = query.where(Structure.kind == kind)
-    if city and domain.fold(city):
-        query = query.where(Structure.city_search == domain.fold(city))
-    if postal_code:
-        query = query.where(Structure.postal_code.startswith(postal_code))
+    filters = _filters(q, city, postal_code, [("kind", kind)])
     with db.session_factory() as s:
-        total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = s.scalars(query.order_by(Structure.name, Structure.id).limit(limit).offset(offset))
+        if filters:
+            ids, total = _search(s, "s", filters, limit, offset)
+            by_id = {r.id: r for r in s.scalars(select(Structure).where(Structure.id.in_(ids)))}
+            rows = [by_id[i] for i in ids]
+        else:
+            total = s.scalar(select(func.count()).select_from(Structure)) or 0
+            rows = list(
+                s.scalars(
+                    select(Structure).order_by(Structure.sort_key, Structure.id).limit(limit).offset(offset)
+                )
+            )
         items = [structure_view(r) for r in rows]
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 

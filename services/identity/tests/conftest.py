@@ -38,6 +38,11 @@ class Running:
     db: Database
     provider: Provider
     http: httpx.Client
+    app: Any
+
+    def set_clock(self, clock: Any) -> None:
+        """The clock the API's day-dependent use cases read (delegation end dates)."""
+        self.app.app.extensions["coordo"].extras["clock"] = clock
 
 
 class ServerThread:
@@ -67,6 +72,8 @@ def running(
     port = free_port()
     issuer = f"http://127.0.0.1:{port}/oidc"
     monkeypatch.setenv("COORDO_OIDC_ISSUER", issuer)
+    # The generated directory (3,000 entries) is loaded by the one test that is about it.
+    monkeypatch.setenv("COORDO_DEMO_DIRECTORY_ENTRIES", "0")
     settings = SERVICE.settings()
     if request.param == "postgresql":
         settings = Settings(
@@ -83,7 +90,23 @@ def running(
     provider: Provider = app.app.extensions["coordo_oidc"]
     try:
         with ServerThread(app, port), httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
-            yield Running(f"http://127.0.0.1:{port}", issuer, settings, db, provider, http)
+            yield Running(f"http://127.0.0.1:{port}", issuer, settings, db, provider, http, app)
     finally:
         auth._verifier = previous  # type: ignore[attr-defined]
+        db.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, var_dir: Any) -> Iterator[Database]:
+    """The migrated identity database alone (no web app, no demo accounts): for use cases."""
+    settings = SERVICE.settings()
+    if request.param == "postgresql":
+        settings = Settings(
+            **{**settings.__dict__, "database_url": request.getfixturevalue("postgres_database")}
+        )
+    SERVICE.migrate(settings)
+    db = SERVICE.database(settings)
+    try:
+        yield db
+    finally:
         db.dispose()

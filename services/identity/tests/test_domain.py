@@ -91,3 +91,23 @@ def test_access_tokens_last_thirty_minutes_but_never_past_the_session():
     assert domain.access_token_expires_at(T0, T0) == T0 + timedelta(minutes=30)
     late = T0 + timedelta(hours=7, minutes=50)
     assert domain.access_token_expires_at(late, T0) == T0 + timedelta(hours=8)
+
+
+def test_directory_terms_are_every_name_word_and_every_place():
+    assert domain.name_terms("Marie-Hélène", "Le Gall-Dupont") == ["marie", "helene", "le", "gall", "dupont"]
+    assert domain.directory_terms(
+        ["Éloïse", "Martin"], [("Évry-Courcouronnes", "91000"), (None, None), ("Évry-Courcouronnes", "91000")]
+    ) == [("name", "eloise"), ("name", "martin"), ("city", "evry courcouronnes"), ("postal", "91000")]
+    assert domain.sort_key("Édouard", "Zoé") == "edouard zoe"
+
+
+def test_structure_kinds_include_the_real_ones():
+    for kind in ("dac", "hospital", "unit", "service", "saad", "ssiad", "ehpad", "practice", "pharmacy"):
+        assert domain.check_structure_kind(kind) == kind
+
+
+def test_only_the_terms_in_force_can_be_accepted():
+    assert domain.check_terms_version(domain.TERMS_VERSION) == domain.TERMS_VERSION
+    with pytest.raises(domain.AccountRuleError) as err:
+        domain.check_terms_version("1999-01")
+    assert err.value.field == "version"

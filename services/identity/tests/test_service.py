@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -59,6 +59,31 @@ def test_demo_data_loads_twice_without_change_and_announces_each_account_once(ru
     assert "coordo-demo" not in str(after)  # no password, not even hashed, leaves the service
 
 
+def test_demo_data_adds_the_generated_directory_without_announcing_it(running: Any, monkeypatch: Any):
+    before = outbox(running.db)
+    monkeypatch.setenv("COORDO_DEMO_DIRECTORY_ENTRIES", "60")
+    SERVICE.demo_data(running.settings, running.db)
+    SERVICE.demo_data(running.settings, running.db)
+    assert outbox(running.db) == before
+    with running.db.session_factory() as s:
+        assert (
+            s.scalar(select(func.count()).select_from(Person))
+            + s.scalar(select(func.count()).select_from(Structure))
+            == 5 + 2 + 60
+        )
+    headers = bearer(running, "coordinateur")
+    found = running.http.get("/api/directory/structures", params={"kind": "ehpad"}, headers=headers).json()
+    assert found["total"] >= 1 and all(s["name"].startswith("EHPAD ") for s in found["items"])
+    # Who can be asked for a delegation: the persons with an account, not directory-only entries.
+    everyone = running.http.get("/api/directory/persons", params={"limit": 200}, headers=headers).json()
+    with_account = running.http.get(
+        "/api/directory/persons", params={"has_account": "true", "limit": 200}, headers=headers
+    ).json()
+    assert everyone["total"] > 5 and with_account["total"] == 5
+    assert {p["id"] for p in with_account["items"]} == {DEMO_IDS[u] for u in DEMO_USERNAMES}
+    assert {p["has_account"] for p in everyone["items"]} == {True, False}
+
+
 def test_me_is_the_profile_page(running: Any):
     response = running.http.get("/api/me", headers=bearer(running, "medecin"))
     assert response.status_code == 200, response.text
@@ -73,6 +98,9 @@ def test_me_is_the_profile_page(running: Any):
     last_login = datetime.fromisoformat(me["last_login_at"])
     assert datetime.now(last_login.tzinfo) - last_login < timedelta(minutes=1)
 
+    # ID-2: every demo account accepted the terms in force, except the assistante sociale.
+    assert me["terms_accepted"] is True and me["terms_accepted_version"] == me["terms_version"]
+
     nurse = running.http.get("/api/me", headers=bearer(running, "infirmiere")).json()
     assert nurse["structures"] == [
         {
@@ -81,6 +109,27 @@ def test_me_is_the_profile_page(running: Any):
             "kind": "unit",
         }
     ]
+
+
+def test_first_login_asks_for_the_terms_once(running: Any):
+    headers = bearer(running, "assistante-sociale")
+    me = running.http.get("/api/me", headers=headers).json()
+    assert me["terms_accepted"] is False and me["terms_accepted_at"] is None
+    version = me["terms_version"]
+    shown = running.http.get("/api/terms", headers=headers).json()
+    assert shown["version"] == version and "secret professionnel" in shown["text"]
+
+    wrong = running.http.post("/api/me/terms", json={"version": "1999-01"}, headers=headers)
+    assert wrong.status_code == 422 and wrong.json()["field"] == "version"
+    assert running.http.post("/api/me/terms", json={}, headers=headers).status_code == 400
+    assert running.http.get("/api/me", headers=headers).json()["terms_accepted"] is False
+
+    accepted = running.http.post("/api/me/terms", json={"version": version}, headers=headers)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["terms_accepted"] is True and accepted.json()["terms_accepted_version"] == version
+    first_date = accepted.json()["terms_accepted_at"]
+    again = running.http.post("/api/me/terms", json={"version": version}, headers=headers).json()
+    assert again["terms_accepted_at"] == first_date  # the first acceptance is what counts
 
 
 def test_the_api_needs_a_token_of_this_issuer(running: Any):
@@ -142,8 +191,17 @@ def test_the_directory_finds_structures_by_name_and_kind(running: Any):
 def test_professions_say_which_are_medical(running: Any):
     items = running.http.get("/api/professions", headers=bearer(running, "coordinateur")).json()["items"]
     medical = {p["code"] for p in items if p["medical"]}
-    assert medical == {"medecin", "infirmier", "pharmacien", "sage_femme", "masseur_kinesitherapeute"}
-    assert {"assistant_social", "gestionnaire_de_cas", "coordinateur", "secretaire"} <= {
+    assert medical == {
+        "medecin",
+        "infirmier",
+        "pharmacien",
+        "sage_femme",
+        "masseur_kinesitherapeute",
+        "chirurgien_dentiste",
+        "orthophoniste",
+        "ergotherapeute",
+    }
+    assert {"assistant_social", "gestionnaire_de_cas", "coordinateur", "secretaire", "aide_soignant"} <= {
         p["code"] for p in items
     }
 
@@ -216,3 +274,57 @@ def test_only_admins_create_accounts_and_structures(running: Any):
         "name": "SAAD Essonne Aide",
         "kind": "saad",
     }
+
+
+def test_delegation_over_the_api_from_request_to_expiry(running: Any):
+    nurse, doctor = bearer(running, "infirmiere"), bearer(running, "medecin")
+    stranger = bearer(running, "admin")
+    http = running.http
+    running.set_clock(lambda: datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+
+    # The nurse asks Dr Bernard to act in his name on the files, until 10 December.
+    body = {"grantor_id": DEMO_IDS["medecin"], "scopes": ["dossiers"], "ends_on": "2026-12-10"}
+    created = http.post("/api/delegations", json=body, headers=nurse)
+    assert created.status_code == 201, created.text
+    delegation = created.json()
+    assert created.headers["location"] == f"/api/delegations/{delegation['id']}"
+    assert delegation["status"] == "pending" and delegation["delegate"]["display_name"] == "Sophie Petit"
+    assert http.get("/api/delegations/pending-count", headers=doctor).json() == {"pending_count": 1}
+    (requested,) = [e for e in outbox(running.db) if e["type"] == "DelegationRequested"]
+    validate(requested)
+    assert requested["data"]["pending_count"] == 1 and requested["data"]["ends_on"] == "2026-12-10"
+
+    again = http.post("/api/delegations", json=body, headers=nurse)
+    assert again.status_code == 409
+    bad = http.post("/api/delegations", json={**body, "scopes": ["rcp"]}, headers=nurse)
+    assert bad.status_code == 400
+    self_made = http.post(
+        "/api/delegations", json={**body, "grantor_id": DEMO_IDS["infirmiere"]}, headers=nurse
+    )
+    assert self_made.status_code == 422 and self_made.json()["field"] == "grantor_id"
+    as_structure = http.post(
+        "/api/delegations", json=body, headers={**nurse, "X-Act-As": DEMO_IDS["unite-geriatrie"]}
+    )
+    assert as_structure.status_code == 403
+
+    url = f"/api/delegations/{delegation['id']}"
+    assert http.post(f"{url}/accept", headers=nurse).status_code == 403  # only the grantor decides
+    assert http.get(url, headers=stranger).status_code == 404
+    accepted = http.post(f"{url}/accept", headers=doctor)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["status"] == "accepted" and accepted.json()["active"] is True
+    assert outbox(running.db)[-1]["type"] == "DelegationGranted"
+
+    given = http.get("/api/delegations/given", headers=doctor).json()
+    assert [(d["delegate"]["id"], d["status"]) for d in given["items"]] == [
+        (DEMO_IDS["infirmiere"], "accepted")
+    ]
+    received = http.get("/api/delegations/received", params={"status": "accepted"}, headers=nurse).json()
+    assert received["total"] == 1 and received["items"][0]["grantor"]["id"] == DEMO_IDS["medecin"]
+    assert http.get("/api/delegations/pending-count", headers=doctor).json() == {"pending_count": 0}
+
+    # 11 December: lapsed, shown so at once; nothing left to revoke.
+    running.set_clock(lambda: datetime(2026, 12, 11, 8, 0, tzinfo=UTC))
+    lapsed = http.get(url, headers=nurse).json()
+    assert lapsed["status"] == "expired" and lapsed["active"] is False
+    assert http.post(f"{url}/revoke", headers=doctor).status_code == 409
