@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import flask
@@ -129,3 +130,128 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert settings.issuer == "https://coordo.example/oidc"
     assert settings.secure_cookies is True
     assert replace(settings, show_demo_accounts=True).show_demo_accounts
+
+
+def test_file_list_filters_become_the_apis_parameters(tmp_path: Path) -> None:
+    from werkzeug.datastructures import MultiDict
+
+    from web.pages import api_params, form_pairs, list_filters
+
+    with make_app(tmp_path).test_request_context("/patients"):
+        args = MultiDict(
+            [
+                ("name", " Lefèvre "),
+                ("birth_date", "17/05/1938"),
+                ("sex", "H"),
+                ("statuses", "suivi_soutenu"),
+                ("statuses", "sorti"),
+                ("communes", "91228, 2a004"),
+                ("deceased", "false"),
+                ("open_tasks", "true"),
+                ("favourites", ""),
+            ]
+        )
+        filters, problems = list_filters(args)
+        assert problems == []
+        assert api_params(filters) == {
+            "name": "Lefèvre",
+            "birth_date": "1938-05-17",
+            "sex": "H",
+            "statuses": "suivi_soutenu,sorti",
+            "communes": "91228,2A004",
+            "deceased": "false",
+            "open_tasks": "true",
+        }
+        # The page's links and the "save these filters" form carry the same filters back.
+        assert list_filters(MultiDict(form_pairs(filters)))[0] == filters
+        _, problems = list_filters(MultiDict([("birth_date", "31/02/1938"), ("communes", "Évry")]))
+        assert problems == [
+            "La date de naissance doit être au format JJ/MM/AAAA.",
+            "Une commune se cherche par son code INSEE (5 caractères).",
+        ]
+
+
+def test_the_timeline_places_past_on_the_left_and_future_on_the_right() -> None:
+    from datetime import date
+
+    from web.pages import timeline_axis
+
+    today = date(2026, 6, 15)
+    items = [
+        {"date": "2026-08-01", "kind": "appointment", "label": "Rendez-vous", "future": True},
+        {"date": "2026-03-15", "kind": "hospitalisation", "label": "Hospitalisation — CH", "future": False},
+    ]
+    axis = timeline_axis(items, "quarter", today)
+    assert axis["start"] == date(2026, 3, 15) and axis["end"] == date(2026, 9, 15)
+    assert axis["today"] == 50
+    first, second = axis["entries"]  # in date order, for the text list too
+    assert first["kind"] == "hospitalisation" and first["pos"] == 0
+    assert second["kind"] == "appointment" and 70 < second["pos"] < 80 and second["future"]
+    assert all(t["pos"] % 2 == 0 for t in axis["ticks"])  # a CSS class exists for each place
+
+
+def test_ages_and_names_as_the_booklet_writes_them() -> None:
+    assert labels.age_long_fr({"years": 88, "months": 6, "days": 14}) == "88 ans, 6 mois et 14 jours"
+    assert labels.age_long_fr({"years": 0, "months": 0, "days": 1}) == "1 jour"
+    assert labels.list_name({"birth_name": "Mando", "used_name": "Skywalker", "first_name": "Grogu"}) == (
+        "SKYWALKER Grogu (né(e) MANDO)"
+    )
+
+
+def _logged_in_with_gateway(tmp_path: Path, answer: Any) -> Any:
+    """The app with its gateway answering from `answer(request)` (an httpx transport, no network)."""
+    import time
+
+    import httpx
+
+    app = make_app(tmp_path)
+    gateway = app.extensions["coordo_web"]["gateway"]
+    gateway._client = httpx.Client(base_url="http://gateway", transport=httpx.MockTransport(answer))
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["tokens"] = {"access_token": "t", "expires_at": time.time() + 3600}
+        session["me"] = {
+            "id": "p1",
+            "display_name": "Claire Martin",
+            "structures": [],
+            "terms_accepted": True,
+        }
+    return client
+
+
+def test_an_export_beyond_1000_files_is_refused_in_french(tmp_path: Path) -> None:
+    import httpx
+
+    asked: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        problem = {
+            "title": "Export trop volumineux",
+            "status": 422,
+            "field": "total",
+            "total": 1534,
+            "max": 1000,
+        }
+        return httpx.Response(422, json=problem, headers={"content-type": "application/problem+json"})
+
+    client = _logged_in_with_gateway(tmp_path, answer)
+    response = client.get("/patients/export.xlsx?statuses=suivi_soutenu&statuses=sorti&deceased=false")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/patients?statuses=suivi_soutenu&statuses=sorti&deceased=false"
+    (request,) = asked
+    assert request.url.path == "/api/file-list/export"
+    assert dict(request.url.params) == {
+        "format": "xlsx",
+        "statuses": "suivi_soutenu,sorti",
+        "deceased": "false",
+    }
+    assert request.headers["Authorization"] == "Bearer t"  # the person's token, never the browser's
+    with client.session_transaction() as session:
+        flashed = session["_flashes"]
+    assert flashed == [
+        (
+            "erreur",
+            "L'export est limité à 1000 dossiers et votre recherche en compte 1534 : affinez les filtres pour exporter.",
+        )
+    ]

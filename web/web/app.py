@@ -48,7 +48,7 @@ def create_web(settings: WebSettings | None = None) -> flask.Flask:
     oidc = OidcClient(settings)
     app.extensions["coordo_web"] = {"settings": settings, "oidc": oidc, "gateway": Gateway(settings, oidc)}
 
-    for name in ("date_fr", "datetime_fr", "age_fr", "patient_name"):
+    for name in ("date_fr", "datetime_fr", "age_fr", "age_long_fr", "patient_name", "list_name"):
         app.jinja_env.filters[name] = getattr(labels, name)
     app.jinja_env.globals.update(L=labels, label=labels.label)
 

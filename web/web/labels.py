@@ -128,3 +128,93 @@ BREAK_GLASS_REASONS = {
     "demande_patient": "À la demande du patient",
     "autre": "Autre motif",
 }
+
+
+# -- the patient file's panels and the file list (PAT-8..PAT-18, SEA-2) --------------------------
+# The booklet's sexes on the file list (H/F/I/O); the API maps them to the identity's codes.
+LIST_SEX = {"H": "Homme", "F": "Femme", "I": "Indéterminé", "O": "Autre"}
+SEX_SYMBOL = {"M": "♂", "F": "♀", "I": "⚥"}
+FILE_STATUS = {
+    "pre_inclusion": "Pré-inclusion",
+    "suivi_ponctuel": "Suivi ponctuel",
+    "suivi_soutenu": "Suivi coordination soutenue",
+    "suivi_intensif": "Suivi coordination intensive",
+    "sorti": "Sorti",
+    "archive": "Archivé",
+}
+EXIT_REASONS = {
+    "deces": "Décès",
+    "demenagement": "Déménagement",
+    "entree_etablissement": "Entrée en établissement",
+    "fin_accompagnement": "Fin de l'accompagnement",
+    "refus_patient": "Refus du patient",
+    "relais_autre_structure": "Relais par une autre structure",
+    "autre": "Autre (préciser en commentaire)",
+}
+EXPERTISES = {
+    "gerontologie": "Gérontologie",
+    "handicap": "Handicap",
+    "soins_palliatifs": "Soins palliatifs",
+    "sante_mentale": "Santé mentale",
+    "pediatrie": "Pédiatrie",
+    "autre": "Autre",
+}
+RELATIONS = {
+    "sister": "Sœur",
+    "brother": "Frère",
+    "mother": "Mère",
+    "father": "Père",
+    "child": "Enfant",
+    "spouse": "Conjoint(e)",
+    "other": "Autre",
+}
+IMPORTANCE = {"normal": "Normal", "important": "Important", "tres_important": "Très important"}
+SHARING = {"public": "Public", "shared": "Partagé"}
+FEED_FILTERS = {
+    "important": "Important",
+    "tres_important": "Très important",
+    "notes": "Notes",
+    "active": "Événements actifs",
+}
+PERIODS = {"month": "Dernier mois", "quarter": "Dernier trimestre", "year": "Dernière année", "all": "Tout"}
+TIMELINE_KINDS = {
+    "hospitalisation": "Hospitalisation",
+    "task": "Tâche",
+    "appointment": "Rendez-vous",
+    "document": "Document",
+    "status": "Statut",
+}
+# Thematics are codes on the file (PAT-17, SEA-2); the booklet's usual ones, others shown as is.
+THEMATICS = {
+    "principal": "Principal",
+    "assistance": "Assistance",
+    "diabete": "Diabète",
+    "pps": "PPS",
+    "rcp": "RCP",
+    "sante_mentale": "Santé mentale",
+    "social": "Social",
+    "soins_infirmiers": "Dossier soins infirmiers",
+}
+YES_NO = {"true": "Oui", "false": "Non"}
+
+
+def age_long_fr(age: object) -> str:
+    """PAT-7: "86 ans, 6 mois et 14 jours" (the booklet's form)."""
+    if not isinstance(age, dict):
+        return ""
+    parts = []
+    for key, one, many in (("years", "an", "ans"), ("months", "mois", "mois"), ("days", "jour", "jours")):
+        value = int(age.get(key) or 0)
+        if value or key == "days" and not parts:
+            parts.append(f"{value} {one if value == 1 else many}")
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " et " + parts[-1]
+
+
+def list_name(row: dict[str, object]) -> str:
+    """SEA-3: the used name first, the birth name after it when they differ."""
+    birth = str(row.get("birth_name") or "").upper()
+    first = str(row.get("first_name") or "")
+    used = str(row.get("used_name") or "").upper()
+    if used and used != birth:
+        return f"{used} {first} (né(e) {birth})"
+    return f"{birth} {first}".strip()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
+from urllib.parse import urlencode
 
 import flask
 
@@ -41,6 +43,33 @@ FIELD_LABELS = {
     "phone": "Téléphone fixe",
     "email": "Courriel",
     "address": "Adresse",
+    "title": "Titre",
+    "content": "Contenu",
+    "importance": "Niveau d'importance",
+    "sharing": "Mode de partage",
+    "shared_with": "Partagé avec",
+    "linked_patient_id": "Patient",
+    "relation": "Type de relation",
+    "comment": "Commentaire",
+    "status": "Type de statut",
+    "structure_id": "Structure",
+    "started_on": "Date de début",
+    "exit_reason": "Motif de sortie",
+    "expertise": "Type d'expertise",
+    "establishment": "Établissement",
+    "entry_date": "Date d'entrée",
+    "exit_date": "Date de sortie",
+    "death_date": "Date du décès",
+    "country": "Pays du décès",
+    "city": "Ville du décès",
+    "place": "Lieu du décès",
+    "text": "Texte de la note",
+    "commune": "Commune",
+    "postal_code": "Code postal",
+    "thematics": "Thématiques",
+    "parcours": "Parcours",
+    "name": "Nom",
+    "other_patient_ids": "Autres patients concernés",
 }
 
 
@@ -296,40 +325,38 @@ SORTS: dict[str, Callable[[dict[str, Any]], str]] = {
 @bp.get("/patients")
 @login_required
 def patients() -> Any:
-    size = _int_arg("taille", 20, PAGE_SIZES)
+    """SEA-1..SEA-5: the file list, filtered, sorted and paged by the dossier service."""
+    args = flask.request.args
+    filters, problems = list_filters(args)
+    size = _int_arg("taille", 10, PAGE_SIZES)
     page = _int_arg("page", 1)
-    q = (flask.request.args.get("q") or "").strip()
-    sort = flask.request.args.get("tri") or "nom"
-    sort = sort if sort in SORTS else "nom"
-    descending = flask.request.args.get("ordre") == "desc"
-    wanted = {
-        "limit": size,
-        "offset": (page - 1) * size,
-        "q": q or None,
+    sort = args.get("tri") if args.get("tri") in LIST_SORTS else "last_update"
+    order = "asc" if args.get("ordre") == "asc" else "desc"
+    saved_id = args.get("recherche") or None
+    if args.get("tous") == "1" and not filters:
+        # Any filter given stops the default saved search: "archived: no" is the plain list.
+        filters = {"archived": False}
+    params = {
+        **api_params(filters),
         "sort": sort,
-        "order": "desc" if descending else None,
+        "order": order,
+        "page": page,
+        "page_size": size,
+        "saved_search_id": saved_id,
     }
-    # Only the filters the file list API declares (it is being extended): the rest is done here.
-    declared = parameters("GET", "/patients")
-    response = gateway().get("/patients", **{k: v for k, v in wanted.items() if k in declared})
-    searched_here = bool(q) and "q" not in declared
-    items: list[dict[str, Any]] = []
-    total: int | None = None
-    error = None
-    if response.ok:
-        items = list(response.body.get("items", []))
-        total = response.body.get("total")
-    else:
-        error = api_error(response)
-    if searched_here:
-        needle = q.casefold()
-        items = [
-            p for p in items if needle in f"{p.get('birth_name', '')} {p.get('first_name', '')}".casefold()
-        ]
-    # The API returns a page in its own order; the page is sorted as asked.
-    items.sort(key=SORTS[sort], reverse=descending)
-    pages = math.ceil(total / size) if isinstance(total, int) else None
-    has_next = len(items) == size if pages is None else page < pages
+    response = gateway().get("/file-list", **params)
+    body = response.body if response.ok and isinstance(response.body, dict) else {}
+    items = list(body.get("items", []))
+    total = body.get("total")
+    applied = dict(body.get("filters") or filters)
+    searches_response = gateway().get("/saved-searches")
+    searches = searches_response.body.get("items", []) if searches_response.ok else []
+    applied_id = body.get("saved_search_id")
+    zones_response = gateway().get("/zones")
+    zones = zones_response.body.get("items", []) if zones_response.ok else []
+    structure_ids = {s["structure_id"] for row in items for s in row.get("statuses", [])}
+    pages = max(math.ceil(total / size), 1) if isinstance(total, int) else None
+    keep = form_pairs(applied) + [("tri", sort), ("ordre", order), ("taille", str(size))]
     return render(
         "patients.html",
         items=items,
@@ -338,14 +365,208 @@ def patients() -> Any:
         sizes=PAGE_SIZES,
         pages=pages,
         total=total,
-        has_next=has_next,
-        q=q,
-        searched_here=searched_here,
+        has_next=page < pages if pages else False,
+        f=applied,
+        professional_name=_person_name(applied.get("professional")),
+        zones=zones,
+        structures=me().get("structures", []),
+        structure_names=structure_names(structure_ids),
+        searches=searches,
+        applied_search=next((s for s in searches if s.get("id") == applied_id), None),
         bulk=has_operation("POST", "/circles/bulk"),
         sort=sort,
-        descending=descending,
-        error=error,
+        order=order,
+        query=urlencode(keep),
+        filter_pairs=form_pairs(applied),
+        export_query=urlencode(form_pairs(applied) + [("tri", sort), ("ordre", order)]),
+        error=" ".join(problems) or (None if response.ok else api_error(response)),
     )
+
+
+LIST_SORTS = {"last_update": "Date de mise à jour", "name": "Nom", "birth_date": "Date de naissance"}
+LIST_TEXTS = ("name", "first_name", "parcours")
+LIST_MULTI = ("statuses", "zones", "roles", "structures", "thematics")
+LIST_TOGGLES = ("favourites", "deceased", "archived", "open_tasks", "hospitalised")
+
+
+def list_filters(args: Any) -> tuple[dict[str, Any], list[str]]:
+    """The SEA-2 filters of the query string, as the API's ListFilters (French messages for bad ones)."""
+    filters: dict[str, Any] = {}
+    problems: list[str] = []
+    for name in LIST_TEXTS:
+        value = (args.get(name) or "").strip()[:100]
+        if value:
+            filters[name] = value
+    born = (args.get("birth_date") or "").strip()
+    if born:
+        parsed = labels.parse_date_fr(born)
+        if parsed is None:
+            problems.append("La date de naissance doit être au format JJ/MM/AAAA.")
+        else:
+            filters["birth_date"] = parsed.isoformat()
+    if args.get("sex") in (*labels.LIST_SEX, "M"):
+        filters["sex"] = args["sex"]
+    for name in LIST_MULTI:
+        values = [v for raw in args.getlist(name) for v in raw.split(",") if v.strip()]
+        if values:
+            filters[name] = [v.strip() for v in values]
+    communes = [
+        c.strip().upper() for raw in args.getlist("communes") for c in raw.replace(";", ",").split(",")
+    ]
+    communes = [c for c in communes if c]
+    if communes:
+        if all(re.fullmatch(r"\d{5}|2[AB]\d{3}", c) for c in communes):
+            filters["communes"] = communes
+        else:
+            problems.append("Une commune se cherche par son code INSEE (5 caractères).")
+    for name in LIST_TOGGLES:
+        if args.get(name) in ("true", "false"):
+            filters[name] = args[name] == "true"
+    professional = (args.get("professionnel") or "").strip()
+    if professional:
+        found = gateway().get("/directory/persons", q=professional[:100], limit=1)
+        hits = found.body.get("items", []) if found.ok else []
+        if hits:
+            filters["professional"] = hits[0]["id"]
+        else:
+            problems.append(f"Aucun professionnel de l'annuaire ne s'appelle « {professional} ».")
+    elif args.get("professional"):
+        filters["professional"] = args["professional"][:64]
+    return filters, problems
+
+
+def api_params(filters: dict[str, Any]) -> dict[str, Any]:
+    """ListFilters -> query parameters (lists comma-separated, booleans as true/false)."""
+    params: dict[str, Any] = {}
+    for key, value in filters.items():
+        if isinstance(value, bool):
+            params[key] = "true" if value else "false"
+        elif isinstance(value, list):
+            params[key] = ",".join(str(v) for v in value)
+        else:
+            params[key] = value
+    return params
+
+
+def form_pairs(filters: dict[str, Any]) -> list[tuple[str, str]]:
+    """ListFilters -> this page's own query string (links, hidden fields of the save form)."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in filters.items():
+        if isinstance(value, bool):
+            pairs.append((key, "true" if value else "false"))
+        elif isinstance(value, list):
+            pairs.extend((key, str(v)) for v in value)
+        elif value not in (None, ""):
+            pairs.append((key, str(value)))
+    return pairs
+
+
+def _person_name(person_id: Any) -> str | None:
+    if not person_id:
+        return None
+    response = gateway().get(f"/directory/persons/{person_id}")
+    return str(response.body.get("display_name") or person_id) if response.ok else str(person_id)
+
+
+def structure_names(ids: set[str]) -> dict[str, str]:
+    """Structure id -> name: the person's own first, then the directory (kept for the process)."""
+    names = {s["id"]: s["name"] for s in me().get("structures", [])}
+    cache: dict[str, str] = flask.current_app.extensions["coordo_web"].setdefault("structure_names", {})
+    for sid in sorted(ids - names.keys())[:30]:
+        if sid not in cache:
+            response = gateway().get(f"/directory/structures/{sid}")
+            if response.ok:
+                cache[sid] = str(response.body.get("name") or sid)
+        names[sid] = cache.get(sid, "Autre structure")
+    return names
+
+
+@bp.get("/patients/export.<fmt>")
+@login_required
+def patients_export(fmt: str) -> Any:
+    """SEA-5: the filtered list as CSV or XLSX, from the gateway through the session's token."""
+    if fmt not in ("csv", "xlsx"):
+        flask.abort(404)
+    args = flask.request.args
+    filters, problems = list_filters(args)
+    back = "/patients?" + urlencode(form_pairs(filters))
+    if problems:
+        flask.flash(" ".join(problems), "erreur")
+        return flask.redirect(back)
+    params = {
+        **api_params(filters),
+        "format": fmt,
+        "sort": args.get("tri") if args.get("tri") in LIST_SORTS else None,
+        "order": args.get("ordre") if args.get("ordre") in ("asc", "desc") else None,
+    }
+    response = gateway().raw("GET", "/file-list/export", params=params)
+    if response.status_code == 422:
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = {}
+        total, limit = problem.get("total"), problem.get("max") or 1000
+        flask.flash(
+            f"L'export est limité à {limit} dossiers et votre recherche en compte {total} : "
+            "affinez les filtres pour exporter."
+            if total
+            else f"L'export est limité à {limit} dossiers : affinez les filtres.",
+            "erreur",
+        )
+        return flask.redirect(back)
+    if response.status_code != 200:
+        flask.flash(f"L'export a échoué (erreur {response.status_code}).", "erreur")
+        return flask.redirect(back)
+    download = flask.Response(response.content, mimetype=response.headers.get("content-type"))
+    download.headers["Content-Disposition"] = response.headers.get(
+        "content-disposition", f'attachment; filename="dossiers.{fmt}"'
+    )
+    return download
+
+
+@bp.post("/patients/recherches")
+@login_required
+def save_search() -> Any:
+    """SEA-4: the current filters under a name, the default one (★) if asked."""
+    form = flask.request.form
+    filters, problems = list_filters(form)
+    name = form.get("search_name", "").strip()[:100]
+    if not name:
+        problems.append("Donnez un nom à la recherche.")
+    if problems:
+        flask.flash(" ".join(problems), "erreur")
+        return flask.redirect("/patients?" + urlencode(form_pairs(filters)))
+    body = {"name": name, "filters": filters, "is_default": form.get("is_default") == "on"}
+    response = gateway().post("/saved-searches", json=body)
+    if response.status == 409:
+        flask.flash(f"Une recherche s'appelle déjà « {name} » : choisissez un autre nom.", "erreur")
+        return flask.redirect("/patients?" + urlencode(form_pairs(filters)))
+    if not response.ok:
+        flask.flash(api_error(response), "erreur")
+        return flask.redirect("/patients?" + urlencode(form_pairs(filters)))
+    flask.flash(
+        f"Recherche « {name} » enregistrée" + (", appliquée par défaut." if body["is_default"] else "."),
+        "succes",
+    )
+    return flask.redirect(f"/patients?recherche={response.body['id']}")
+
+
+@bp.post("/patients/recherches/<uuid:search_id>/<action>")
+@login_required
+def saved_search_action(search_id: Any, action: str) -> Any:
+    if action == "defaut":
+        response = gateway().request("PATCH", f"/saved-searches/{search_id}", json={"is_default": True})
+        done = "Cette recherche s'applique désormais par défaut."
+    elif action == "sans-defaut":
+        response = gateway().request("PATCH", f"/saved-searches/{search_id}", json={"is_default": False})
+        done = "Plus aucune recherche ne s'applique par défaut."
+    elif action == "supprimer":
+        response = gateway().delete(f"/saved-searches/{search_id}")
+        done = "La recherche est supprimée définitivement."
+    else:
+        flask.abort(404)
+    flask.flash(done if response.ok else api_error(response), "succes" if response.ok else "erreur")
+    return flask.redirect("/patients?tous=1" if action == "supprimer" else f"/patients?recherche={search_id}")
 
 
 # -- bulk habilitation management from the file list (CER-9) -------------------------------------
@@ -632,29 +853,405 @@ def _patient_or_refusal(patient_id: str) -> tuple[dict[str, Any] | None, ApiResp
 @bp.get("/patients/<uuid:patient_id>")
 @login_required
 def patient_file(patient_id: Any) -> Any:
+    """PAT-7: the file page, built from the overview call, with its nine panels and the feed."""
     pid = str(patient_id)
-    patient, response = _patient_or_refusal(pid)
-    if patient is None:
+    response = gateway().get(f"/patients/{pid}/overview")
+    if not response.ok:
         return _refused(pid, response)
+    overview = response.body
+    patient = overview["identity"]
+    args = flask.request.args
     circle = gateway().get(f"/patients/{pid}/circle")
+    members = circle.body.get("members", []) if circle.ok else None
     tasks = gateway().get(f"/patients/{pid}/tasks", limit=50)
     consents = history = None
     if has_operation("GET", "/patients/{patient_id}/consents"):
-        response = gateway().get(f"/patients/{pid}/consents")
-        consents = response.body.get("items", []) if response.ok else None
+        found = gateway().get(f"/patients/{pid}/consents")
+        consents = found.body.get("items", []) if found.ok else None
     if has_operation("GET", "/patients/{patient_id}/identity/history"):
-        response = gateway().get(f"/patients/{pid}/identity/history")
-        history = response.body.get("items", []) if response.ok else None
+        found = gateway().get(f"/patients/{pid}/identity/history")
+        history = found.body.get("items", []) if found.ok else None
+    statuses = gateway().get(f"/patients/{pid}/statuses")
+    status_items = statuses.body.get("items", []) if statuses.ok else []
+    structures = me().get("structures", [])
+    chosen_structure = flask.session.get("act_as") or (structures[0]["id"] if structures else None)
+    closing = gateway().get(f"/patients/{pid}/closing", structure_id=chosen_structure)
+    feed_filters = [v for v in args.getlist("fil") if v in labels.FEED_FILTERS]
+    feed_limit = 200 if args.get("fil_tout") == "1" else 30
+    feed = gateway().get(f"/patients/{pid}/feed", filter=feed_filters, limit=feed_limit)
+    period = args.get("periode") if args.get("periode") in labels.PERIODS else "quarter"
+    timeline_items = overview.get("timeline") or []
+    if period != "quarter":
+        found = gateway().get(f"/patients/{pid}/timeline", period=period)
+        timeline_items = found.body.get("items", []) if found.ok else []
+    linked_ids = {link["patient_id"] for link in overview.get("linked_files", [])}
+    # The files to link: the person's file list by name (a name typed narrows it).
+    link_query = (args.get("lien") or "").strip()[:100]
+    candidates = gateway().get(
+        "/file-list", sort="name", order="asc", page_size=100, archived="false", name=link_query or None
+    )
+    link_choices = [
+        p
+        for p in (candidates.body.get("items", []) if candidates.ok else [])
+        if p["id"] != pid and p["id"] not in linked_ids
+    ]
+    names = {str(m.get("holder_id")): m.get("display_name") or "" for m in members or []}
+    own = me()
+    names.setdefault(str(own.get("id")), own.get("display_name", ""))
+    structure_ids = {s["structure_id"] for s in [*overview.get("statuses", []), *status_items]}
     return render(
         "patient.html",
         patient=patient,
         patient_id=pid,
-        members=circle.body.get("members", []) if circle.ok else None,
+        o=overview,
+        members=members,
         tasks=tasks.body.get("items", []) if tasks.ok else None,
         consents=consents,
         history=history,
         consent_form=has_operation("GET", "/patients/{patient_id}/consent-form"),
+        status_items=status_items,
+        structures=structures,
+        chosen_structure=chosen_structure,
+        structure_names=structure_names(structure_ids),
+        closing=closing.body if closing.ok else None,
+        feed=feed.body.get("items", []) if feed.ok else None,
+        feed_filters=feed_filters,
+        period=period,
+        timeline=timeline_axis(timeline_items, period, date.today()),
+        link_choices=link_choices,
+        link_query=link_query,
+        feed_limit=feed_limit,
+        names=names,
+        favourite=bool(overview.get("favourite")),
     )
+
+
+def _months_before(day: date, months: int) -> date:
+    year, month = divmod(day.year * 12 + day.month - 1 - months, 12)
+    month += 1
+    for last in (31, 30, 29, 28):
+        try:
+            return date(year, month, min(day.day, last))
+        except ValueError:
+            continue
+    return day
+
+
+def timeline_axis(items: list[dict[str, Any]], period: str, today: date) -> dict[str, Any]:
+    """PAT-15: the period as an axis (past on the left, future on the right), each item placed on
+    it by a CSS class in steps of 2 % (the CSP allows no inline style)."""
+    dates = [labels.parse_iso(i.get("date")) for i in items]
+    days = [d for d in dates if isinstance(d, date)]
+    if period == "all":
+        start = min([*days, today]) - timedelta(days=1)
+        end = max([*days, today]) + timedelta(days=1)
+    else:
+        start = _months_before(today, {"month": 1, "quarter": 3, "year": 12}[period])
+        end = today + (today - start)
+    span = max((end - start).days, 1)
+
+    def place(day: date) -> int:
+        share = (min(max(day, start), end) - start).days / span
+        return int(round(share * 50)) * 2
+
+    placed = []
+    for item, day in sorted(zip(items, dates, strict=True), key=lambda pair: str(pair[0].get("date"))):
+        if isinstance(day, date):
+            placed.append({**item, "pos": place(day), "future": bool(item.get("future", day > today))})
+    ticks = []
+    cursor = date(start.year, start.month, 1)
+    step = 1 if span <= 200 else 3 if span <= 800 else 12
+    while cursor <= end:
+        if cursor >= start:
+            ticks.append({"date": cursor, "pos": place(cursor)})
+        month = cursor.month - 1 + step
+        cursor = date(cursor.year + month // 12, month % 12 + 1, 1)
+    return {"entries": placed, "start": start, "end": end, "today": place(today), "ticks": ticks}
+
+
+@bp.get("/patients/<uuid:patient_id>/export.<fmt>")
+@login_required
+def patient_export(patient_id: Any, fmt: str) -> Any:
+    """PAT-16: everything the person may read on the file, as HTML or a FHIR R4 Bundle."""
+    formats = {"html": ("html", "dossier.html"), "fhir.json": ("fhir", "dossier-fhir.json")}
+    if fmt not in formats:
+        flask.abort(404)
+    api_format, filename = formats[fmt]
+    response = gateway().raw("GET", f"/patients/{patient_id}/export", params={"format": api_format})
+    if response.status_code != 200:
+        flask.flash(f"L'extraction a échoué (erreur {response.status_code}).", "erreur")
+        return flask.redirect(f"/patients/{patient_id}")
+    download = flask.Response(response.content, mimetype=response.headers.get("content-type"))
+    download.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return download
+
+
+def _back(pid: str, anchor: str) -> Any:
+    return flask.redirect(f"/patients/{pid}#{anchor}")
+
+
+def _done(response: ApiResponse, message: str) -> None:
+    flask.flash(message if response.ok else api_error(response), "succes" if response.ok else "erreur")
+
+
+def _form_date(name: str, text: str, problems: list[str], *, required: bool = False) -> str | None:
+    value = flask.request.form.get(name, "").strip()
+    if not value:
+        if required:
+            problems.append(f"{text} est obligatoire (JJ/MM/AAAA).")
+        return None
+    parsed = labels.parse_date_fr(value)
+    if parsed is None:
+        problems.append(f"{text} doit être au format JJ/MM/AAAA.")
+        return None
+    return parsed.isoformat()
+
+
+@bp.post("/patients/<uuid:patient_id>/favori")
+@login_required
+def favourite(patient_id: Any) -> Any:
+    """PAT-18: star or unstar the file."""
+    pid = str(patient_id)
+    if flask.request.form.get("action") == "retirer":
+        _done(gateway().delete(f"/patients/{pid}/favourite"), "Le dossier n'est plus dans vos favoris.")
+    else:
+        _done(gateway().put(f"/patients/{pid}/favourite", json={}), "Le dossier est dans vos favoris ★.")
+    return flask.redirect(local_path(flask.request.form.get("retour"), f"/patients/{pid}"))
+
+
+@bp.post("/patients/<uuid:patient_id>/memos")
+@login_required
+def add_memo(patient_id: Any) -> Any:
+    """PAT-13: a post-it, public (whole circle) or shared with chosen members."""
+    pid = str(patient_id)
+    body, problems = _memo_body(flask.request.form)
+    if problems:
+        flask.flash(" ".join(problems), "erreur")
+        return _back(pid, "p-memos")
+    _done(gateway().post(f"/patients/{pid}/memos", json=body), f"Mémo « {body['title']} » ajouté.")
+    return _back(pid, "p-memos")
+
+
+def _memo_body(form: Any) -> tuple[dict[str, Any], list[str]]:
+    problems = []
+    title = form.get("title", "").strip()[:200]
+    content = form.get("content", "").strip()[:5000]
+    if not title:
+        problems.append("Le titre du mémo est obligatoire.")
+    if not content:
+        problems.append("Le contenu du mémo est obligatoire.")
+    sharing = form.get("sharing") if form.get("sharing") in labels.SHARING else "public"
+    body: dict[str, Any] = {
+        "title": title,
+        "content": content,
+        "importance": form.get("importance") if form.get("importance") in labels.IMPORTANCE else "normal",
+        "sharing": sharing,
+    }
+    if sharing == "shared":
+        shared = [v for v in form.getlist("shared_with") if v.partition(":")[0] in ("person", "structure")]
+        if not shared:
+            problems.append("Choisissez les membres avec qui partager le mémo.")
+        body["shared_with"] = shared
+    return body, problems
+
+
+@bp.post("/patients/<uuid:patient_id>/memos/<uuid:memo_id>/<action>")
+@login_required
+def memo_action(patient_id: Any, memo_id: Any, action: str) -> Any:
+    pid = str(patient_id)
+    if action == "supprimer":
+        _done(gateway().delete(f"/patients/{pid}/memos/{memo_id}"), "Le mémo est supprimé.")
+    elif action == "modifier":
+        body, problems = _memo_body(flask.request.form)
+        if problems:
+            flask.flash(" ".join(problems), "erreur")
+            return _back(pid, "p-memos")
+        response = gateway().request("PATCH", f"/patients/{pid}/memos/{memo_id}", json=body)
+        _done(response, "Le mémo est modifié.")
+    else:
+        flask.abort(404)
+    return _back(pid, "p-memos")
+
+
+@bp.post("/patients/<uuid:patient_id>/liens")
+@login_required
+def add_link(patient_id: Any) -> Any:
+    """PAT-8: link two files (shown on both)."""
+    pid = str(patient_id)
+    form = flask.request.form
+    body: dict[str, Any] = {
+        "linked_patient_id": form.get("linked_patient_id", ""),
+        "relation": form.get("relation", ""),
+    }
+    if form.get("comment", "").strip():
+        body["comment"] = form["comment"].strip()[:1000]
+    if not body["linked_patient_id"] or body["relation"] not in labels.RELATIONS:
+        flask.flash("Choisissez le patient et le type de relation.", "erreur")
+        return _back(pid, "p-lies")
+    response = gateway().post(f"/patients/{pid}/links", json=body)
+    if response.status == 409:
+        flask.flash("Ces deux dossiers sont déjà liés.", "erreur")
+    else:
+        relation = labels.RELATIONS[body["relation"]]
+        _done(response, f"Relation créée : {relation}.")
+    return _back(pid, "p-lies")
+
+
+@bp.post("/patients/<uuid:patient_id>/liens/<uuid:link_id>/supprimer")
+@login_required
+def remove_link(patient_id: Any, link_id: Any) -> Any:
+    pid = str(patient_id)
+    _done(gateway().delete(f"/patients/{pid}/links/{link_id}"), "La relation est supprimée.")
+    return _back(pid, "p-lies")
+
+
+@bp.post("/patients/<uuid:patient_id>/statut")
+@login_required
+def set_status(patient_id: Any) -> Any:
+    """PAT-9: a new status of the file in one structure ("Sorti" needs its reason)."""
+    pid = str(patient_id)
+    form = flask.request.form
+    problems: list[str] = []
+    status = form.get("status", "")
+    body: dict[str, Any] = {"status": status}
+    if status not in labels.FILE_STATUS:
+        problems.append("Choisissez le type de statut.")
+    if form.get("structure_id"):
+        body["structure_id"] = form["structure_id"]
+    started = _form_date("started_on", "La date de début", problems)
+    if started:
+        body["started_on"] = started
+    reason = form.get("exit_reason", "")
+    if status == "sorti":
+        if reason not in labels.EXIT_REASONS:
+            problems.append("Le motif de sortie est obligatoire pour le statut « Sorti ».")
+        body["exit_reason"] = reason
+    if form.get("expertise") in labels.EXPERTISES:
+        body["expertise"] = form["expertise"]
+    if form.get("comment", "").strip():
+        body["comment"] = form["comment"].strip()[:1000]
+    if status == "sorti" and reason == "autre" and "comment" not in body:
+        problems.append("Précisez le motif de sortie en commentaire.")
+    if problems:
+        flask.flash(" ".join(problems), "erreur")
+        return _back(pid, "p-statut")
+    response = gateway().post(f"/patients/{pid}/statuses", json=body)
+    _done(response, f"Statut enregistré : {labels.label(labels.FILE_STATUS, status)}.")
+    return _back(pid, "p-statut")
+
+
+@bp.post("/patients/<uuid:patient_id>/cloture")
+@login_required
+def close_file(patient_id: Any) -> Any:
+    """PAT-12: the checklist's last step."""
+    pid = str(patient_id)
+    form = flask.request.form
+    reason = form.get("exit_reason", "")
+    if reason not in labels.EXIT_REASONS:
+        flask.flash("Choisissez le motif de sortie.", "erreur")
+        return _back(pid, "p-cloture")
+    body: dict[str, Any] = {"exit_reason": reason}
+    if form.get("structure_id"):
+        body["structure_id"] = form["structure_id"]
+    if form.get("comment", "").strip():
+        body["comment"] = form["comment"].strip()[:1000]
+    response = gateway().post(f"/patients/{pid}/closing", json=body)
+    if response.status == 409:
+        flask.flash(
+            "Le dossier ne peut être clôturé : des tâches ou des formulaires sont encore ouverts.", "erreur"
+        )
+    else:
+        _done(response, "Le dossier est clôturé (statut « Sorti »).")
+    return _back(pid, "p-cloture")
+
+
+@bp.post("/patients/<uuid:patient_id>/hospitalisations")
+@login_required
+def add_stay(patient_id: Any) -> Any:
+    """PAT-10: a past or future stay, planned or not."""
+    pid = str(patient_id)
+    form = flask.request.form
+    problems: list[str] = []
+    establishment = form.get("establishment", "").strip()[:200]
+    if not establishment:
+        problems.append("L'établissement est obligatoire.")
+    entry = _form_date("entry_date", "La date d'entrée", problems, required=True)
+    exit_ = _form_date("exit_date", "La date de sortie", problems)
+    if problems:
+        flask.flash(" ".join(problems), "erreur")
+        return _back(pid, "p-hospit")
+    body = {"establishment": establishment, "planned": form.get("planned") == "on", "entry_date": entry}
+    if exit_:
+        body["exit_date"] = exit_
+    _done(gateway().post(f"/patients/{pid}/hospitalisations", json=body), "Hospitalisation enregistrée.")
+    return _back(pid, "p-hospit")
+
+
+@bp.post("/patients/<uuid:patient_id>/deces")
+@login_required
+def declare_death(patient_id: Any) -> Any:
+    """PAT-11: declared once, after an explicit confirmation."""
+    pid = str(patient_id)
+    form = flask.request.form
+    problems: list[str] = []
+    body: dict[str, Any] = {}
+    if form.get("date_unknown") == "on":
+        body["date_unknown"] = True
+    else:
+        died = _form_date("death_date", "La date du décès", problems, required=True)
+        if died:
+            body["death_date"] = died
+    for name in ("country", "city", "place"):
+        if form.get(name, "").strip():
+            body[name] = form[name].strip()[: 200 if name == "place" else 100]
+    if form.get("confirm") != "on":
+        problems.append("Cochez la case de confirmation pour déclarer le décès.")
+    if problems:
+        flask.flash(" ".join(problems), "erreur")
+        return _back(pid, "p-cloture")
+    response = gateway().post(f"/patients/{pid}/death", json=body)
+    if response.status == 409:
+        flask.flash("Le décès est déjà déclaré.", "erreur")
+    else:
+        _done(response, "Le décès est déclaré ; les membres du cercle de soins sont informés.")
+    return _back(pid, "p-identite")
+
+
+@bp.post("/patients/<uuid:patient_id>/fil/notes")
+@login_required
+def add_feed_note(patient_id: Any) -> Any:
+    """PAT-14: a custom note in the news feed."""
+    pid = str(patient_id)
+    form = flask.request.form
+    text = form.get("text", "").strip()[:5000]
+    if not text:
+        flask.flash("Écrivez le texte de la note.", "erreur")
+        return _back(pid, "p-fil")
+    importance = form.get("importance") if form.get("importance") in labels.IMPORTANCE else "normal"
+    response = gateway().post(f"/patients/{pid}/feed/notes", json={"text": text, "importance": importance})
+    _done(response, "Note ajoutée au fil d'actualité.")
+    return _back(pid, "p-fil")
+
+
+@bp.post("/patients/<uuid:patient_id>/parcours")
+@login_required
+def update_profile(patient_id: Any) -> Any:
+    """PAT-17: commune of residence (gives the zones), postal code, thematics, parcours."""
+    pid = str(patient_id)
+    form = flask.request.form
+    commune = form.get("commune", "").strip().upper()
+    if commune and not re.fullmatch(r"\d{5}|2[AB]\d{3}", commune):
+        flask.flash("La commune de résidence est son code INSEE (5 caractères).", "erreur")
+        return _back(pid, "p-parcours")
+    thematics = [t for t in form.getlist("thematics") if re.fullmatch(r"[a-z0-9_]{1,40}", t)]
+    body = {
+        "commune": commune or None,
+        "postal_code": form.get("postal_code", "").strip()[:10] or None,
+        "thematics": thematics,
+        "parcours": form.get("parcours", "").strip()[:40] or None,
+    }
+    _done(gateway().put(f"/patients/{pid}/profile", json=body), "Le parcours est enregistré.")
+    return _back(pid, "p-parcours")
 
 
 @bp.get("/patients/<uuid:patient_id>/consentement.pdf")
@@ -935,6 +1532,8 @@ def new_task(patient_id: Any) -> Any:
         if circle_response.ok
         else []
     )
+    links_response = gateway().get(f"/patients/{pid}/links")
+    links = links_response.body.get("items", []) if links_response.ok else []
     form = flask.request.form
     errors: dict[str, str] = {}
     if flask.request.method == "POST":
@@ -963,6 +1562,11 @@ def new_task(patient_id: Any) -> Any:
             if kind in ("person", "structure") and holder:
                 recipients.append({"kind": kind, "id": holder})
         body["recipients"] = recipients
+        # PAT-8: a task may also concern linked files (only those).
+        linked_ids = {link["patient_id"] for link in links}
+        others = [v for v in form.getlist("other_patient_ids") if v in linked_ids]
+        if others:
+            body["other_patient_ids"] = others
         if not errors:
             created = gateway().post(f"/patients/{pid}/tasks", json=body)
             if created.ok:
@@ -975,6 +1579,7 @@ def new_task(patient_id: Any) -> Any:
         patient=patient,
         patient_id=pid,
         members=members,
+        links=links,
         form=form,
         errors=errors,
     )

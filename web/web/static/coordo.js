@@ -22,6 +22,14 @@
     el.value = out;
   }
   document.addEventListener("input", mask);
+  // Search forms: empty criteria stay out of the address (shorter links to share or bookmark).
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches || !form.matches("form[role=search][method=get]")) return;
+    form.querySelectorAll("input, select").forEach(function (el) {
+      if (el.value === "" && (el.type !== "radio" || el.checked)) el.disabled = true;
+    });
+  });
   // Keyboard: after htmx replaces a block (one-click task status), focus stays in it.
   var swapped = null;
   document.addEventListener("htmx:beforeSwap", function (event) {
@@ -37,6 +45,10 @@
     next.focus();
   });
   document.addEventListener("DOMContentLoaded", function () {
+    // On a phone the list comes first: the search criteria fold away (one tap opens them).
+    if (window.matchMedia("(max-width: 40rem)").matches) {
+      document.querySelectorAll("details.criteres[open]").forEach(function (el) { el.open = false; });
+    }
     tick();
     setInterval(tick, 1000);
   });
