@@ -67,7 +67,10 @@ def withdraw_consent(patient_id: str, consent_id: str, body: dict[str, Any]) -> 
 
 def consent_form(patient_id: str) -> tuple[bytes, int, dict[str, str]]:
     pdf = identity.consent_form_pdf(service_context().db, patient_id, _today())
-    headers = {"Content-Type": "application/pdf", "Content-Disposition": 'attachment; filename="consentement.pdf"'}
+    headers = {
+        "Content-Type": "application/pdf",
+        "Content-Disposition": 'attachment; filename="consentement.pdf"',
+    }
     return pdf, 200, headers
 
 
@@ -75,7 +78,11 @@ def consent_form(patient_id: str) -> tuple[bytes, int, dict[str, str]]:
 
 
 def _download(content: Any, media_type: str, filename: str) -> tuple[Any, int, dict[str, str]]:
-    return content, 200, {"Content-Type": media_type, "Content-Disposition": f'attachment; filename="{filename}"'}
+    return (
+        content,
+        200,
+        {"Content-Type": media_type, "Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 def file_overview(patient_id: str) -> dict[str, Any]:
@@ -98,7 +105,10 @@ def unlink_patients(patient_id: str, link_id: str) -> tuple[None, int]:
 
 def status_history(patient_id: str) -> dict[str, Any]:
     with service_context().db.session_factory() as session:
-        return {"items": file.status_history(session, patient_id), "current": file.current_status_rows(session, patient_id)}
+        return {
+            "items": file.status_history(session, patient_id),
+            "current": file.current_status_rows(session, patient_id),
+        }
 
 
 def set_file_status(patient_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -187,7 +197,9 @@ def delete_zone(zone_id: str) -> tuple[None, int]:
 
 
 def export_patient(patient_id: str, format: str = "html") -> tuple[Any, int, dict[str, str]]:  # noqa: A002
-    return _download(*export.export_patient(service_context().db, current_actor(), patient_id, format, _today()))
+    return _download(
+        *export.export_patient(service_context().db, current_actor(), patient_id, format, _today())
+    )
 
 
 _LIST_PARAMS = ("sort", "order", "page", "page_size", "saved_search_id", "format")
@@ -208,7 +220,12 @@ def _list_filters() -> dict[str, Any]:
 
 
 def file_list(
-    sort: str = "last_update", order: str = "desc", page: int = 1, page_size: int = 10, saved_search_id: str | None = None, **_: Any
+    sort: str = "last_update",
+    order: str = "desc",
+    page: int = 1,
+    page_size: int = 10,
+    saved_search_id: str | None = None,
+    **_: Any,
 ) -> dict[str, Any]:
     return file_list_module.file_list(
         service_context().db,
@@ -223,10 +240,18 @@ def file_list(
     )
 
 
-def export_file_list(format: str, sort: str = "last_update", order: str = "desc", **_: Any) -> tuple[bytes, int, dict[str, str]]:  # noqa: A002
+def export_file_list(
+    format: str, sort: str = "last_update", order: str = "desc", **_: Any
+) -> tuple[bytes, int, dict[str, str]]:  # noqa: A002
     return _download(
         *file_list_module.export_list(
-            service_context().db, current_actor(), _list_filters(), _today(), fmt=format, sort=sort, order=order
+            service_context().db,
+            current_actor(),
+            _list_filters(),
+            _today(),
+            fmt=format,
+            sort=sort,
+            order=order,
         )
     )
 

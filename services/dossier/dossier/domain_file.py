@@ -99,6 +99,24 @@ def zones_of(commune: str | None, zones: Mapping[str, Iterable[str]]) -> list[st
 # -- linked files (PAT-8) -----------------------------------------------------------------
 
 
+def inverse_relation(relation: str, sex_of_the_other: str) -> str:
+    """A link reads "B is A's <relation>"; seen from B's file, A is B's <inverse>.
+
+    Which word depends on A's sex: a brother's sister, a child's mother or father.
+    """
+    if relation in ("spouse", "other"):
+        return relation
+    if relation in ("mother", "father"):
+        return "child"
+    by_sex = {
+        "sister": ("sister", "brother"),
+        "brother": ("sister", "brother"),
+        "child": ("mother", "father"),
+    }
+    female, male = by_sex[relation]
+    return {"F": female, "M": male}.get(sex_of_the_other, "other")
+
+
 def check_link(patient_id: str, linked_patient_id: str, relation: str, comment: str | None) -> str | None:
     if patient_id == linked_patient_id:
         raise FileRuleError("linked_patient_id", "a file cannot be linked to itself")

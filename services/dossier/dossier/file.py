@@ -129,11 +129,15 @@ def _codes(values: list[str]) -> str:
 
 
 def link_view(link: PatientLink, this_patient: str, other: Patient | None) -> dict[str, Any]:
-    other_id = link.linked_patient_id if link.patient_id == this_patient else link.patient_id
+    seen_from_the_linked_file = link.patient_id != this_patient
+    other_id = link.patient_id if seen_from_the_linked_file else link.linked_patient_id
+    relation = link.relation
+    if seen_from_the_linked_file:
+        relation = domain_file.inverse_relation(relation, other.sex if other else "")
     return {
         "id": link.id,
         "patient_id": other_id,
-        "relation": link.relation,
+        "relation": relation,
         "comment": link.comment,
         "birth_name": other.birth_name if other else None,
         "first_name": other.first_name if other else None,

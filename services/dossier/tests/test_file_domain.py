@@ -235,3 +235,24 @@ def test_a_delegation_opens_the_grantors_files_while_in_force(
     scopes: list[str], ends_on: date | None, active: bool, in_force: bool
 ) -> None:
     assert d.delegation_in_force(scopes, ends_on, active, TODAY) is in_force
+
+
+@pytest.mark.parametrize(
+    ("relation", "sex", "seen_from_the_other_file"),
+    [
+        ("brother", "F", "sister"),
+        ("brother", "M", "brother"),
+        ("sister", "M", "brother"),
+        ("mother", "F", "child"),
+        ("father", "M", "child"),
+        ("child", "F", "mother"),
+        ("child", "M", "father"),
+        ("child", "I", "other"),
+        ("spouse", "M", "spouse"),
+        ("other", "F", "other"),
+    ],
+)
+def test_a_link_reads_the_other_way_round_from_the_linked_file(
+    relation: str, sex: str, seen_from_the_other_file: str
+) -> None:
+    assert d.inverse_relation(relation, sex) == seen_from_the_other_file

@@ -130,7 +130,7 @@ def test_the_overview_gives_the_file_page_everything_from_local_read_models(
     alice, bruno = create(client, issuer, 0), create(client, issuer, 1)
 
     link = client.post(
-        f"/api/patients/{alice}/links", json={"linked_patient_id": bruno, "relation": "spouse"}, headers=me
+        f"/api/patients/{alice}/links", json={"linked_patient_id": bruno, "relation": "mother"}, headers=me
     )
     assert link.status_code == 201, link.text
     status = client.post(
@@ -169,7 +169,11 @@ def test_the_overview_gives_the_file_page_everything_from_local_read_models(
     body = overview.json()
     assert body["identity"]["birth_name"] == "ABADIE"
     assert set(body["identity"]["age"]) == {"years", "months", "days"}
-    assert [(link["patient_id"], link["relation"]) for link in body["linked_files"]] == [(bruno, "spouse")]
+    assert [(link["patient_id"], link["relation"]) for link in body["linked_files"]] == [(bruno, "mother")]
+    # Seen from the mother's file, the link names her child.
+    from_bruno = client.get(f"/api/patients/{bruno}/links", headers=me).json()
+    items = from_bruno["items"] if isinstance(from_bruno, dict) else from_bruno
+    assert [(link["patient_id"], link["relation"]) for link in items] == [(alice, "child")]
     assert [(s["structure_id"], s["status"]) for s in body["statuses"]] == [("dac-1", "suivi_soutenu")]
     assert body["hospitalisations"][0]["current"] is True
     assert body["tasks"] == {"open": 1, "overdue": 1}
