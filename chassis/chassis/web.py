@@ -3,6 +3,9 @@ errors, token checks, tracing, health and metrics — the same for every service
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +70,56 @@ def problem_response(problem: Problem) -> ConnexionResponse:
 def _render_problem(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     assert isinstance(exc, Problem)
     return problem_response(exc)
+
+
+def _render_undecodable(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    # connexion decodes a JSON body as UTF-8 before parsing it and lets the error escape
+    # as a 500: bytes that are not UTF-8 are bad input. Raised anywhere else, it is ours.
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__", "").startswith("connexion.validators"):
+            return problem_response(
+                Problem(400, "Bad Request", "The request body is not valid UTF-8", field="body")
+            )
+        tb = tb.tb_next
+    logging.getLogger("connexion.middleware.exceptions").error("%r", exc, exc_info=exc)
+    return problem_response(Problem(500, "Internal Server Error", "The server encountered an internal error"))
+
+
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate_field(raw: bytes) -> str | None:
+    """The field of a JSON body holding a lone UTF-16 surrogate (JSON may escape one, but
+    it is no Unicode text: the database driver would fail on it, a 500), or None."""
+    if not _ESCAPED_SURROGATE.search(raw):
+        return None  # the fast path: no escaped surrogate at all
+    try:
+        return _surrogate_in(json.loads(raw), "")
+    except ValueError:
+        return None  # not JSON: connexion answers for that
+
+
+def _surrogate_in(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "body"
+        return None
+    if isinstance(value, dict):
+        items: list[tuple[Any, str]] = []
+        for key, item in value.items():
+            items += [(key, path or "body"), (item, f"{path}.{key}" if path else str(key))]
+    elif isinstance(value, list):
+        items = [(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    else:
+        return None
+    for item, where in items:
+        found = _surrogate_in(item, where)
+        if found:
+            return found
+    return None
 
 
 class _Metrics:
@@ -144,6 +197,7 @@ def create_service_app(
         pythonic_params=False,
     )
     app.add_error_handler(Problem, _render_problem)
+    app.add_error_handler(UnicodeDecodeError, _render_undecodable)
     context = ServiceContext(settings=settings, db=db, extras=extras or {}, ready_checks=ready_checks or [])
     flask_app = app.app
     flask_app.extensions["coordo"] = context
@@ -167,6 +221,29 @@ def create_service_app(
 
     def metrics_view() -> Any:
         return generate_latest(metrics.registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
+
+    @flask_app.before_request
+    def _refuse_what_connexion_let_through() -> Any:
+        import flask
+        from connexion.apps.flask import FlaskOperation
+        from connexion.context import _operation
+
+        view = flask_app.view_functions.get(flask.request.endpoint or "")
+        if not isinstance(view, FlaskOperation):
+            return None  # health, metrics, identity's OIDC pages: not contract operations
+        problem = None
+        if _operation.get(None) is None:
+            # connexion's router (a starlette Mount: `.*` stops at a newline) and Flask's
+            # disagree on a path holding an encoded newline: Flask would call the handler
+            # without its operation context (a 500). Such a path is bad input.
+            problem = Problem(400, "Bad Request", "The request path is not valid", field="path")
+        elif flask.request.is_json:
+            where = _lone_surrogate_field(flask.request.get_data(cache=True))
+            if where:
+                problem = Problem(400, "Bad Request", f"{where} is not valid Unicode text", field=where)
+        if problem is None:
+            return None
+        return flask.Response(json.dumps(problem.to_dict()), status=400, mimetype=PROBLEM_JSON)
 
     flask_app.add_url_rule("/health/live", "health_live", live)
     flask_app.add_url_rule("/health/ready", "health_ready", ready)

@@ -56,7 +56,10 @@ def parse_instant(field: str, value: Any) -> datetime:
             ) from exc
     if parsed.tzinfo is None:
         raise AgendaRuleError(field, f"{field} must carry a time zone offset")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise AgendaRuleError(field, f"{field} is out of the calendar's range") from exc
 
 
 def check_times(start: datetime, end: datetime) -> None:

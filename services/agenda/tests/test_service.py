@@ -116,6 +116,7 @@ def test_scheduling_stores_the_appointment_and_emits_appointment_scheduled(servi
         ({"end": "2027-02-01T09:00:00+01:00"}, "end"),  # more than a month
         ({"start": "2026-12-01T09:30:00"}, "start"),  # no offset
         ({"start": "le 1er décembre"}, "start"),
+        ({"start": "0001-01-01T00:00:01+00:12"}, "start"),  # before year 1 in UTC (was a 500)
         ({"start": None}, "start"),
         ({"title": "   "}, "title"),
         ({"type": "rdv-inconnu"}, "type"),

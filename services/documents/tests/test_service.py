@@ -286,3 +286,17 @@ def test_no_token_is_refused(service: Any, issuer: TestIssuer):
     assert client.get("/api/document-categories").status_code == 401
     assert upload(client, {}).status_code == 401
     assert counts(db) == (0, 0)
+
+
+def test_an_offset_beyond_any_page_is_refused_as_bad_input_not_a_server_error(
+    service: Any, issuer: TestIssuer
+):
+    # Found by tests/contract/test_fuzz.py: the database cannot bind an integer past 64 bits (500).
+    client, _ = service
+    response = client.get(
+        f"/api/patients/{PATIENT}/documents?offset=14556613807982176632832", headers=auth(issuer)
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    page = client.get(f"/api/patients/{PATIENT}/documents?offset=2147483647", headers=auth(issuer))
+    assert page.status_code == 200, page.text

@@ -143,7 +143,9 @@ class OutgoingEmail(Base):
     body_text: Mapped[str] = mapped_column(Text)
     summary: Mapped[str] = mapped_column(Text)  # one line of a daily digest: the text and its link
     digest: Mapped[bool] = mapped_column(Boolean, default=False)  # goes out in a daily digest
-    status: Mapped[str] = mapped_column(String(10))  # pending | sent | merged (into a digest) | rejected (5xx)
+    status: Mapped[str] = mapped_column(
+        String(10)
+    )  # pending | sent | merged (into a digest) | rejected (5xx)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime())
     # A sender holds a claimed row until then, so two workers never send it both.

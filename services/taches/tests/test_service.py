@@ -784,3 +784,30 @@ def test_the_scheduler_runs_as_a_worker_thread_until_stopped(service: Any, issue
         thread.join(5)
     assert not thread.is_alive()
     assert [e["type"] for e in events(db)].count("TaskDueSoon") == 1
+
+
+def test_an_offset_beyond_any_page_is_refused_as_bad_input_not_a_server_error(
+    sqlite_service: Any, issuer: TestIssuer
+):
+    # Found by tests/contract/test_fuzz.py: SQLite cannot bind an integer past 64 bits (500).
+    client, _ = sqlite_service
+    response = client.get("/api/tasks?offset=610617724534366633197568", headers=auth(issuer))
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert client.get("/api/tasks?offset=2147483647", headers=auth(issuer)).status_code == 200
+
+
+def test_a_task_type_position_out_of_range_is_refused_and_changes_nothing(
+    sqlite_service: Any, issuer: TestIssuer
+):
+    # Found by tests/contract/test_fuzz.py: an unbounded position overflowed the column (500).
+    client, _ = sqlite_service
+    admin = auth(issuer, "admin-1", roles=["admin"])
+    before = client.get("/api/task-types?include_inactive=true", headers=admin).json()
+    huge = {"code": "passage_ide", "label": "Passage IDE", "position": 99999999999999999999}
+    response = client.post("/api/task-types", json=huge, headers=admin)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    response = client.patch("/api/task-types/autre", json={"position": 2147483648}, headers=admin)
+    assert response.status_code == 400, response.text
+    assert client.get("/api/task-types?include_inactive=true", headers=admin).json() == before
