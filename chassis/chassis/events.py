@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import uuid
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +62,12 @@ def current_traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
+# The grantor a delegate acts for in the current request (ID-6): set by the web layer from
+# the X-Act-For header the gateway passes only on a delegation decision, so every event a
+# use case emits during that request records the delegation without each use case knowing.
+ACTING_FOR: ContextVar[str | None] = ContextVar("coordo_acting_for", default=None)
+
+
 def make_envelope(
     *, event_type: str, producer: str, subject: str, actor: str | None, data: dict[str, Any], version: int = 1
 ) -> dict[str, Any]:
@@ -76,6 +83,9 @@ def make_envelope(
         "traceparent": current_traceparent(),
         "data": data,
     }
+    acting_for = ACTING_FOR.get()
+    if acting_for and acting_for != actor:
+        envelope["acting_for"] = acting_for
     # A producer never writes an event its own contract does not allow. The check costs
     # ~2 ms of CPU (jsonschema): on in development and tests (the default), production
     # deployments may turn it off with COORDO_VALIDATE_EVENTS=0 once CI has checked it.

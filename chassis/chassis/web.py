@@ -19,7 +19,7 @@ from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from chassis import auth, tracing
+from chassis import auth, events, tracing
 from chassis.db import Database
 from chassis.logs import setup_logging
 from chassis.problems import PROBLEM_JSON, Problem
@@ -244,6 +244,21 @@ def create_service_app(
         if problem is None:
             return None
         return flask.Response(json.dumps(problem.to_dict()), status=400, mimetype=PROBLEM_JSON)
+
+    @flask_app.before_request
+    def _record_who_is_acted_for() -> None:
+        import flask
+
+        grantor = flask.request.headers.get("x-act-for") or None
+        flask.g.coordo_acting_for = events.ACTING_FOR.set(grantor)
+
+    @flask_app.teardown_request
+    def _forget_who_was_acted_for(_exc: BaseException | None) -> None:
+        import flask
+
+        token = flask.g.pop("coordo_acting_for", None)
+        if token is not None:
+            events.ACTING_FOR.reset(token)
 
     flask_app.add_url_rule("/health/live", "health_live", live)
     flask_app.add_url_rule("/health/ready", "health_ready", ready)

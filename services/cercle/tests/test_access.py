@@ -167,6 +167,14 @@ def test_a_delegate_acts_for_a_habilitated_grantor_until_revocation_or_the_end_d
     )
     assert added.status_code == 201, added.text
     assert (added.json()["added_by"], added.json()["added_for"]) == (delegate, grantor)
+    # Every event of that change says so too (ID-6: recorded in every change).
+    (event,) = [
+        e
+        for e in run.outbox()
+        if e["type"] == "CareCircleMemberAdded" and e["data"]["holder_id"] == "person-7"
+    ]
+    assert (event["actor"], event["acting_for"]) == (delegate, grantor)
+    assert all("acting_for" not in e for e in run.outbox() if e["actor"] != delegate)
 
     # The end date is honoured at decision time, before identity says anything.
     run.clock.set(datetime(2026, 3, 12, 23, 0, tzinfo=UTC))
