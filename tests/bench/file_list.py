@@ -43,6 +43,13 @@ SELECT count(*) FROM file_list_rows
 WHERE holder = %(holder)s AND (name_key LIKE %(prefix)s OR used_key LIKE %(prefix)s)
   AND sex = %(sex)s AND closed = false
 """
+# What the service sends for one holder: the page and the total in one round trip.
+WINDOW_SQL = """
+SELECT patient_id, count(*) OVER () AS total FROM file_list_rows
+WHERE holder = %(holder)s AND (name_key LIKE %(prefix)s OR used_key LIKE %(prefix)s)
+  AND sex = %(sex)s AND closed = false
+ORDER BY last_update DESC, patient_id DESC LIMIT 10
+"""
 NAIVE_PAGE_SQL = """
 SELECT p.id FROM habilitations h JOIN patients p ON p.id = h.patient_id
 WHERE h.holder_kind = 'person' AND h.holder_id = %(holder_id)s AND h.active
@@ -203,11 +210,13 @@ def main() -> None:
         warm = time_sql(conn, [COUNT_SQL, PAGE_SQL], queries[:100])  # noqa: F841 - cache warm-up
         denorm = time_sql(conn, [COUNT_SQL, PAGE_SQL], queries)
         page_only = time_sql(conn, [PAGE_SQL], queries)
+        window = time_sql(conn, [WINDOW_SQL], queries)
         naive_n = 0 if args.skip_naive else 300
         naive_tuned = time_sql(conn, [NAIVE_COUNT_SQL, NAIVE_PAGE_SQL], queries[:naive_n])
         conn.execute(DEFAULTS)
         naive_default = time_sql(conn, [NAIVE_COUNT_SQL, NAIVE_PAGE_SQL], queries[:naive_n])
         denorm_default = time_sql(conn, [COUNT_SQL, PAGE_SQL], queries)
+        window_default = time_sql(conn, [WINDOW_SQL], queries)
         conn.execute(SETTINGS)
         plan_page = explain(conn, PAGE_SQL, queries[0])
         plan_count = explain(conn, COUNT_SQL, queries[0])
@@ -251,8 +260,10 @@ def main() -> None:
     print(f"matches per query: median {statistics.median(totals):.0f}, max {max(totals)}")
     print(figures("denormalised: count + page (tuned settings)", denorm))
     print(figures("denormalised: page only (tuned settings)", page_only))
+    print(figures("denormalised: page + count(*) OVER () (tuned settings)", window))
+    print(figures("denormalised: page + count(*) OVER () (defaults)", window_default))
     print(figures("denormalised: count + page (PostgreSQL defaults)", denorm_default))
-    print(figures("file_list.search() use case (SET LOCAL + count + page)", use_case))
+    print(figures("file_list.search() use case (holders, settings, page + total)", use_case))
     print(figures("HTTP GET /api/file-list at the service (in-process)", http))
     if naive_tuned:
         print(figures("naive join habilitations x patients (tuned)", naive_tuned))
