@@ -1,6 +1,7 @@
 """Issue 3 end to end, embedded mode, through the gateway with real tokens: create a file,
-see it in one overview call fed by other services' events (a task made in taches), find
-it in the file list with filters, export the list and the patient (FHIR R4 Bundle)."""
+meet it as a duplicate from another user who is offered break-the-glass, see it in one
+overview call fed by other services' events (a task made in taches), find it in the file
+list with filters, export the list and the patient (FHIR R4 Bundle)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,19 @@ def test_create_then_overview_then_list_with_filters_then_export(embedded_suite:
     )
     assert overview["identity"]["birth_name"] == "QUÉMÉNEUR" and overview["tasks"]["open"] == 0
     assert doctor.http.get(f"{path}/overview").status_code == 403
+
+    # The doctor types the same person with a typo and the day's digits swapped (12/04 for
+    # 21/04): identity vigilance proposes the file, shows it is not theirs and offers
+    # break-the-glass (PAT-1, PAT-4, CER-8).
+    typed = {k: v for k, v in PATIENT.items() if k != "consent"}
+    typed.update(birth_name="Quemeneure", birth_date="1944-04-12")
+    proposals = doctor.http.post("/api/patients/identity-search", json=typed)
+    assert proposals.status_code == 200, proposals.text
+    (candidate,) = [c for c in proposals.json()["candidates"] if c["patient_id"] == patient_id]
+    assert (candidate["habilitated"], candidate["action"]) == (False, "break_the_glass")
+    duplicate = doctor.http.post("/api/patients", json={**PATIENT, "birth_name": "Quemeneur"})
+    assert duplicate.status_code == 409, duplicate.text
+    assert duplicate.json()["field"] == "confirm_despite_candidates"
 
     memo = coordinator.http.post(f"{path}/memos", json={"title": "Accès", "content": "Code 1234B"})
     assert memo.status_code == 201, memo.text
