@@ -33,6 +33,8 @@ FEED_FILTERS = ("important", "tres_important", "notes", "active")
 LIST_SEXES = ("M", "F", "I")
 LIST_SORTS = ("last_update", "name", "birth_date")
 PAGE_SIZES = (10, 20, 50, 100)
+# The contract's maximum too: (page - 1) x page_size must fit a database integer.
+MAX_PAGE = 1_000_000
 EXPORT_MAX_ROWS = 1000
 OPEN_TASK_STATUSES = ("a_traiter", "en_cours")
 _COMMUNE = re.compile(r"^(?:\d{5}|2[AB]\d{3})$")
@@ -326,6 +328,8 @@ def list_sex(value: str) -> str:
 def check_page(page: int, page_size: int, sort: str, order: str) -> None:
     if page < 1:
         raise FileRuleError("page", "page starts at 1")
+    if page > MAX_PAGE:
+        raise FileRuleError("page", f"page is at most {MAX_PAGE}")
     if page_size not in PAGE_SIZES:
         raise FileRuleError("page_size", f"page_size must be one of {', '.join(map(str, PAGE_SIZES))}")
     _one_of("sort", sort, LIST_SORTS)

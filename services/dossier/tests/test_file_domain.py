@@ -207,8 +207,10 @@ def test_list_sex_accepts_the_booklet_codes(raw: str, code: str) -> None:
 
 def test_list_page_and_export_limits() -> None:
     d.check_page(1, 50, "name", "asc")
+    d.check_page(d.MAX_PAGE, 100, "name", "asc")
     for args, field in [
         ((0, 10, "name", "asc"), "page"),
+        ((d.MAX_PAGE + 1, 100, "name", "asc"), "page"),
         ((1, 7, "name", "asc"), "page_size"),
         ((1, 10, "x", "asc"), "sort"),
     ]:

@@ -1,7 +1,10 @@
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 
+from chassis.settings import contracts_dir
 from identity import domain
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -111,3 +114,13 @@ def test_only_the_terms_in_force_can_be_accepted():
     with pytest.raises(domain.AccountRuleError) as err:
         domain.check_terms_version("1999-01")
     assert err.value.field == "version"
+
+
+def test_every_structure_kind_is_allowed_by_the_contract_and_the_event_alike():
+    # The contract once allowed kinds the StructureRegistered event refused: a 500 on creation.
+    contract = yaml.safe_load((contracts_dir() / "openapi" / "identity.yaml").read_text(encoding="utf-8"))
+    event = json.loads(
+        (contracts_dir() / "events" / "StructureRegistered.v1.json").read_text(encoding="utf-8")
+    )
+    assert contract["components"]["schemas"]["StructureKind"]["enum"] == list(domain.STRUCTURE_KINDS)
+    assert event["properties"]["data"]["properties"]["kind"]["enum"] == list(domain.STRUCTURE_KINDS)
