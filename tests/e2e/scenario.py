@@ -4,34 +4,15 @@ the embedded and the distributed modes."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
 
-T = TypeVar("T")
-PASSWORD = "coordo-demo"
-NEW_PATIENT = {
-    "birth_name": "Lefèvre",
-    "first_name": "Jeanne",
-    "birth_date": "1938-05-17",
-    "sex": "F",
-    "birth_place": "91228",
-    "consent": {"attested": True, "given_by": "patient"},
-}
+from tests.support.people import DEMO_PASSWORD as PASSWORD
+from tests.support.people import NEW_PATIENT, eventually
 
-
-def eventually(probe: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05) -> T:
-    """Events travel asynchronously: wait until the probe gives a truthy value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not true after {timeout}s: last value {value!r}")
-        time.sleep(interval)
+__all__ = ["NEW_PATIENT", "User", "eventually", "first_slice"]
 
 
 class User:

@@ -72,6 +72,11 @@ def identity_fields(patient: Patient) -> dict[str, Any]:
 
 
 def identity_view(patient: Patient, today: date) -> dict[str, Any]:
+    return {**core_view(patient, today), **identity_fields(patient)}
+
+
+def core_view(patient: Patient, today: date) -> dict[str, Any]:
+    """The strict traits, status and age: what a list of patients shows."""
     years, months, days = domain.age(patient.birth_date, today)
     return {
         "id": patient.id,
@@ -85,7 +90,6 @@ def identity_view(patient: Patient, today: date) -> dict[str, Any]:
         "age": {"years": years, "months": months, "days": days},
         "created_at": patient.created_at.isoformat(),
         "version": patient.version,
-        **identity_fields(patient),
     }
 
 

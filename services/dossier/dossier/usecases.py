@@ -10,7 +10,7 @@ from sqlalchemy import and_, or_, select
 from chassis.auth import Actor
 from chassis.db import Database, UnitOfWork
 from chassis.problems import invalid, not_found
-from dossier import domain
+from dossier import identity
 from dossier.models import Habilitation, Patient
 
 
@@ -25,26 +25,7 @@ def _parse_date(field: str, value: Any) -> date:
 
 def create_patient(db: Database, actor: Actor, body: dict[str, Any], today: date) -> dict[str, Any]:
     """Kept for callers of the first version: creation runs identity vigilance (dossier/identity.py)."""
-    from dossier import identity  # identity imports nothing from here; local import keeps it so
-
     return identity.create_patient(db, actor, body, today)
-
-
-def patient_view(patient: Patient, today: date) -> dict[str, Any]:
-    years, months, days = domain.age(patient.birth_date, today)
-    return {
-        "id": patient.id,
-        "birth_name": patient.birth_name,
-        "first_name": patient.first_name,
-        "birth_date": patient.birth_date.isoformat(),
-        "sex": patient.sex,
-        "birth_place": patient.birth_place,
-        "identity_status": patient.identity_status,
-        "incomplete": patient.incomplete,
-        "age": {"years": years, "months": months, "days": days},
-        "created_at": patient.created_at.isoformat(),
-        "version": patient.version,
-    }
 
 
 def _visible_to(actor: Actor) -> Any:
@@ -62,9 +43,7 @@ def get_patient(db: Database, patient_id: str, today: date) -> dict[str, Any]:
         patient = session.get(Patient, patient_id)
         if patient is None:
             raise not_found("patient")
-        from dossier import identity
-
-        return {**patient_view(patient, today), **identity.identity_fields(patient)}
+        return identity.identity_view(patient, today)
 
 
 def list_patients(db: Database, actor: Actor, today: date, *, limit: int, offset: int) -> dict[str, Any]:
@@ -78,7 +57,7 @@ def list_patients(db: Database, actor: Actor, today: date, *, limit: int, offset
             .limit(limit)
             .offset(offset)
         )
-        items = [patient_view(p, today) for p in session.scalars(query)]
+        items = [identity.core_view(p, today) for p in session.scalars(query)]
     return {"items": items, "limit": limit, "offset": offset}
 
 
