@@ -255,3 +255,191 @@ def test_an_export_beyond_1000_files_is_refused_in_french(tmp_path: Path) -> Non
             "L'export est limité à 1000 dossiers et votre recherche en compte 1534 : affinez les filtres pour exporter.",
         )
     ]
+
+
+def _csrf(page: str) -> str:
+    import re
+
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, "the form carries its CSRF token"
+    return found.group(1)
+
+
+PREFERENCES = {
+    "owner": {"kind": "person", "id": "p1"},
+    "delivery": {"email_mode": "immediate", "quiet_hours": None, "digest_time": "07:00"},
+    "groups": [],
+}
+
+
+def test_the_email_mode_and_quiet_hours_are_sent_to_notify(tmp_path: Path) -> None:
+    import json
+
+    import httpx
+
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT":
+            sent.append(request)
+        return httpx.Response(200, json=PREFERENCES if "preferences" in request.url.path else {})
+
+    client = _logged_in_with_gateway(tmp_path, answer)
+    page = client.get("/preferences").get_data(as_text=True)
+    assert 'action="/preferences/envoi"' in page and 'name="csrf_token"' in page
+    assert '<label for="quiet_start">Début (HH:MM)</label>' in page
+    token = _csrf(page)
+    assert client.post("/preferences/envoi", data={"email_mode": "immediate"}).status_code == 400  # no token
+    form = {"email_mode": "daily_digest", "quiet": "on", "quiet_start": "20:00", "quiet_end": "08:00"}
+    response = client.post("/preferences/envoi", data={**form, "csrf_token": token})
+    assert response.status_code == 302 and response.headers["Location"] == "/preferences#envoi"
+    client.post(
+        "/preferences/envoi", data={"email_mode": "immediate", "quiet_start": "20:00", "csrf_token": token}
+    )
+    first, second = sent
+    assert first.url.path == "/api/notification-preferences/delivery"
+    assert json.loads(first.content) == {
+        "email_mode": "daily_digest",
+        "quiet_hours": {"start": "20:00", "end": "08:00"},
+    }
+    # Quiet hours unticked: they are removed, whatever the time boxes still hold.
+    assert json.loads(second.content) == {"email_mode": "immediate", "quiet_hours": None}
+
+
+def test_a_badly_written_quiet_hour_is_refused_in_french_on_its_field(tmp_path: Path) -> None:
+    import httpx
+
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT":
+            sent.append(request)
+        return httpx.Response(200, json=PREFERENCES if "preferences" in request.url.path else {})
+
+    client = _logged_in_with_gateway(tmp_path, answer)
+    token = _csrf(client.get("/preferences").get_data(as_text=True))
+    form = {
+        "email_mode": "immediate",
+        "quiet": "on",
+        "quiet_start": "8h",
+        "quiet_end": "07:30",
+        "csrf_token": token,
+    }
+    response = client.post("/preferences/envoi", data=form)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert sent == []  # nothing changed
+    assert (
+        '<p class="erreur-champ" id="quiet_start-erreur">« Début des heures de silence » : '
+        "l&#39;heure doit être au format HH:MM (par exemple 20:00).</p>"
+    ) in page
+    assert 'aria-invalid="true" aria-describedby="quiet_start-erreur"' in page
+    assert 'value="8h"' in page  # what the person typed stays in the form
+    assert "quiet_end-erreur" not in page
+
+
+def _review_client(tmp_path: Path, roles: list[str], act_as: str | None) -> tuple[Any, list[str]]:
+    import httpx
+
+    asked: list[str] = []
+    structure = {"id": "s1", "name": "DAC Sud Essonne"}
+    profile = {
+        "id": "p1",
+        "username": "coordinateur",
+        "display_name": "Claire Martin",
+        "roles": roles,
+        "structures": [structure],
+        "terms_accepted": True,
+    }
+    grants = [
+        {
+            "id": "g1",
+            "patient_id": "0b5c2d9e-0000-4000-8000-000000000001",
+            "person_id": "7f3e0000-0000-4000-8000-000000000002",
+            "structure_id": "s1",
+            "reason_code": "urgence_vitale",
+            "reason_text": "Chute à domicile, médecin traitant injoignable",
+            "found_via": "identity_vigilance",
+            "granted_at": "2026-07-01T08:00:00+00:00",
+            "expires_at": "2026-07-01T10:00:00+00:00",
+            "ended_at": "2026-07-01T09:15:00+00:00",
+            "end_cause": "ended",
+            "active": False,
+        }
+    ]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(f"{request.url.path} {request.headers.get('X-Act-As')}")
+        path = request.url.path
+        if path == "/api/me":
+            return httpx.Response(200, json=profile)
+        if path == "/api/break-glass/review":
+            return httpx.Response(200, json={"structure_id": "s1", "grants": grants})
+        if path.startswith("/api/directory/persons/"):
+            return httpx.Response(
+                200, json={"id": path.rsplit("/", 1)[-1], "display_name": "Dr Paul Bernard"}
+            )
+        return httpx.Response(200, json={})
+
+    client = _logged_in_with_gateway(tmp_path, answer)
+    with client.session_transaction() as session:
+        session["me"] = profile
+        session["act_as"] = act_as
+    return client, asked
+
+
+def test_a_super_user_acting_for_the_structure_reviews_its_break_glass_accesses(tmp_path: Path) -> None:
+    client, asked = _review_client(tmp_path, ["user", "super_user"], act_as="s1")
+    assert 'href="/bris-de-glace/revue"' in client.get("/profil").get_data(as_text=True)
+    response = client.get("/bris-de-glace/revue")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "/api/break-glass/review s1" in asked  # asked as the structure (X-Act-As)
+    row = page.split("<tbody>")[1]
+    for shown in (
+        "Dr Paul Bernard",
+        "01/07/2026 10:00",  # Paris time
+        'href="/patients/0b5c2d9e-0000-4000-8000-000000000001"',
+        "Urgence vitale",
+        "Chute à domicile, médecin traitant injoignable",
+        "Terminé le 01/07/2026 11:15",
+    ):
+        assert shown in row
+
+
+@pytest.mark.parametrize(
+    ("roles", "act_as", "message"),
+    [
+        (["user"], "s1", "réservée aux super-utilisateurs d&#39;une structure."),
+        (["user", "super_user"], None, "choisissez d&#39;agir au nom de votre structure"),
+    ],
+)
+def test_the_break_glass_review_is_refused_to_others_in_french(
+    tmp_path: Path, roles: list[str], act_as: str | None, message: str
+) -> None:
+    client, asked = _review_client(tmp_path, roles, act_as)
+    assert 'href="/bris-de-glace/revue"' not in client.get("/profil").get_data(as_text=True)
+    response = client.get("/bris-de-glace/revue")
+    assert response.status_code == 403
+    assert message in response.get_data(as_text=True)
+    assert not any(a.startswith("/api/break-glass/review") for a in asked)
+
+
+def test_notify_refusing_a_quiet_hour_is_shown_on_that_field(tmp_path: Path) -> None:
+    import httpx
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT":
+            problem = {"title": "Bad input", "status": 422, "field": "quiet_hours.end"}
+            return httpx.Response(422, json=problem, headers={"content-type": "application/problem+json"})
+        return httpx.Response(200, json=PREFERENCES if "preferences" in request.url.path else {})
+
+    client = _logged_in_with_gateway(tmp_path, answer)
+    token = _csrf(client.get("/preferences").get_data(as_text=True))
+    form = {"email_mode": "immediate", "quiet": "on", "quiet_start": "20:00", "quiet_end": "20:30"}
+    response = client.post("/preferences/envoi", data={**form, "csrf_token": token})
+    assert response.status_code == 422
+    assert (
+        '<p class="erreur-champ" id="quiet_end-erreur">« Fin des heures de silence » : valeur refusée.</p>'
+        in response.get_data(as_text=True)
+    )

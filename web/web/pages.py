@@ -70,6 +70,10 @@ FIELD_LABELS = {
     "parcours": "Parcours",
     "name": "Nom",
     "other_patient_ids": "Autres patients concernés",
+    "email_mode": "Envoi des courriels",
+    "quiet_hours": "Heures de silence",
+    "quiet_hours.start": "Début des heures de silence",
+    "quiet_hours.end": "Fin des heures de silence",
 }
 
 
@@ -196,7 +200,14 @@ def home() -> Any:
 @bp.get("/profil")
 @login_required
 def profile() -> Any:
-    return render("profile.html", profile=load_me(), act_as=flask.session.get("act_as"))
+    profile = load_me()
+    return render(
+        "profile.html",
+        profile=profile,
+        act_as=flask.session.get("act_as"),
+        super_user="super_user" in (profile.get("roles") or []),
+        can_review=can_review_break_glass() and has_operation("GET", "/break-glass/review"),
+    )
 
 
 @bp.post("/profil/agir-pour")
@@ -1330,6 +1341,60 @@ def break_glass(patient_id: Any) -> Any:
     return flask.redirect(f"/patients/{pid}")
 
 
+def can_review_break_glass() -> bool:
+    """CER-8 review: a super user (token claim `roles`, shown by /me) acting for a structure."""
+    return bool(flask.session.get("act_as")) and "super_user" in (me().get("roles") or [])
+
+
+def _person_names(ids: set[str]) -> dict[str, str]:
+    """Who broke the glass, by name (the directory); the id stays when the directory has none."""
+    names: dict[str, str] = {}
+    if not has_operation("GET", "/directory/persons/{person_id}"):
+        return names
+    for person_id in sorted(ids):
+        response = gateway().get(f"/directory/persons/{person_id}")
+        if response.ok and isinstance(response.body, dict) and response.body.get("display_name"):
+            names[person_id] = str(response.body["display_name"])
+    return names
+
+
+@bp.get("/bris-de-glace/revue")
+@login_required
+def break_glass_review() -> Any:
+    title = "Revue des accès exceptionnels"
+    if not has_operation("GET", "/break-glass/review"):
+        return render(
+            "error.html", 404, title=title, message="La revue des accès exceptionnels n'est pas disponible."
+        )
+    if not can_review_break_glass():
+        return render(
+            "error.html",
+            403,
+            title=title,
+            message=(
+                "Cette revue est réservée aux super-utilisateurs d'une structure : choisissez d'agir au nom"
+                " de votre structure dans votre profil."
+                if "super_user" in (me().get("roles") or [])
+                else "Cette revue est réservée aux super-utilisateurs d'une structure."
+            ),
+        )
+    response = gateway().get("/break-glass/review")
+    if not response.ok or not isinstance(response.body, dict):
+        return render(
+            "error.html",
+            response.status if not response.ok else 502,
+            title=title,
+            message=api_error(response),
+        )
+    grants = list(response.body.get("grants", []))
+    return render(
+        "break_glass_review.html",
+        grants=grants,
+        names=_person_names({str(g["person_id"]) for g in grants if g.get("person_id")}),
+        reasons=labels.BREAK_GLASS_REASONS,
+    )
+
+
 @bp.post("/patients/<uuid:patient_id>/bris-de-glace/fin")
 @login_required
 def end_break_glass(patient_id: Any) -> Any:
@@ -1800,17 +1865,71 @@ def mark_all_read() -> Any:
 PREFERENCE_GROUPS = {"tasks": "Tâches", "file": "Dossier", "agenda": "Agenda", "global": "Général"}
 
 
-@bp.get("/preferences")
-@login_required
-def preferences() -> Any:
+EMAIL_MODES = {"immediate": "Un courriel par notification", "daily_digest": "Un résumé quotidien (7 h)"}
+HH_MM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+def _preferences_page(status: int = 200, form: Any = None, errors: dict[str, str] | None = None) -> Any:
     if not has_operation("GET", "/notification-preferences"):
-        return render("preferences.html", preferences=None)
+        return render("preferences.html", status, preferences=None)
     response = gateway().get("/notification-preferences")
     return render(
         "preferences.html",
+        status,
         preferences=response.body if response.ok else None,
         error=None if response.ok else api_error(response),
+        email_modes=EMAIL_MODES,
+        delivery_available=has_operation("PUT", "/notification-preferences/delivery"),
+        form=form,
+        errors=errors or {},
     )
+
+
+@bp.get("/preferences")
+@login_required
+def preferences() -> Any:
+    return _preferences_page()
+
+
+def delivery_body(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """The delivery form -> the API's body, or French messages naming the wrong fields."""
+    errors: dict[str, str] = {}
+    body: dict[str, Any] = {}
+    mode = form.get("email_mode", "")
+    if mode not in EMAIL_MODES:
+        errors["email_mode"] = "Choisissez comment recevoir les courriels."
+    else:
+        body["email_mode"] = mode
+    if form.get("quiet") == "on":
+        start = (form.get("quiet_start") or "").strip()
+        end = (form.get("quiet_end") or "").strip()
+        for name, value, text in (("quiet_start", start, "Début"), ("quiet_end", end, "Fin")):
+            if not HH_MM.match(value):
+                errors[name] = (
+                    f"« {text} des heures de silence » : l'heure doit être au format HH:MM (par exemple 20:00)."
+                )
+        if start and start == end and not errors:
+            errors["quiet_end"] = "La fin des heures de silence doit différer de leur début."
+        body["quiet_hours"] = {"start": start, "end": end}
+    else:
+        body["quiet_hours"] = None
+    return body, errors
+
+
+@bp.post("/preferences/envoi")
+@login_required
+def preference_delivery() -> Any:
+    form = flask.request.form
+    body, errors = delivery_body(form)
+    if errors:
+        return _preferences_page(422, form=form, errors=errors)
+    response = gateway().put("/notification-preferences/delivery", json=body)
+    if not response.ok:
+        field = str(response.problem.get("field") or "")
+        name = {"quiet_hours.start": "quiet_start", "quiet_hours.end": "quiet_end"}.get(field, "general")
+        return _preferences_page(response.status, form=form, errors={name: api_error(response)})
+    flask.flash("Mode d'envoi des courriels enregistré.", "succes")
+    return flask.redirect("/preferences#envoi")
 
 
 @bp.post("/preferences/type/<kind>")
