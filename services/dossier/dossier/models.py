@@ -8,6 +8,7 @@ from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, MetaData
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chassis.db import UtcDateTime, add_chassis_tables
+from chassis.readmodels import HabilitationRow
 
 metadata = MetaData()
 add_chassis_tables(metadata)
@@ -98,16 +99,8 @@ class Consent(Base):
     withdrawn_by: Mapped[str | None] = mapped_column(String(64))
 
 
-class Habilitation(Base):
+class Habilitation(HabilitationRow, Base):
     """Read model kept from cercle's events: who may see which file (for the file list)."""
-
-    __tablename__ = "habilitations"
-
-    patient_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    holder_kind: Mapped[str] = mapped_column(String(10), primary_key=True)
-    holder_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 # The patient file's panels and the file list live in their own module, on this metadata.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -10,6 +10,7 @@ from sqlalchemy import and_, or_, select
 from chassis.auth import Actor
 from chassis.db import Database, UnitOfWork
 from chassis.problems import invalid, not_found
+from chassis.readmodels import record_habilitation
 from dossier import identity
 from dossier.models import Habilitation, Patient
 
@@ -65,17 +66,5 @@ def list_patients(db: Database, actor: Actor, today: date, *, limit: int, offset
 
 
 def apply_habilitation(uow: UnitOfWork, envelope: dict[str, Any], active: bool) -> None:
-    """Grant or revoke in the read model; an older event never overrides a newer one."""
-    data = envelope["data"]
-    changed_at = datetime.fromisoformat(envelope["occurred_at"])
-    key = (data["patient_id"], data["holder_kind"], data["holder_id"])
-    row = uow.session.get(Habilitation, key)
-    if row is None:
-        uow.session.add(
-            Habilitation(
-                patient_id=key[0], holder_kind=key[1], holder_id=key[2], active=active, updated_at=changed_at
-            )
-        )
-    elif row.updated_at <= changed_at:
-        row.active = active
-        row.updated_at = changed_at
+    """Grant or revoke in the read model (the file list follows it through its flush hook)."""
+    record_habilitation(uow.session, Habilitation, envelope, active)

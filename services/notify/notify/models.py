@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chassis.db import UtcDateTime, add_chassis_tables
+from chassis.readmodels import HabilitationRow
 
 metadata = MetaData()
 add_chassis_tables(metadata)
@@ -49,17 +50,9 @@ class PersonStructure(Base):
     structure_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
-class Habilitation(Base):
+class Habilitation(HabilitationRow, Base):
     """Read model kept from cercle's events: who is habilitated on which patient (to notify
     the members of a file: decease, feed note, status, document...)."""
-
-    __tablename__ = "habilitations"
-
-    patient_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    holder_kind: Mapped[str] = mapped_column(String(10), primary_key=True)
-    holder_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class Preference(Base):

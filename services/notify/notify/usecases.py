@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from chassis.auth import Actor
 from chassis.db import Database, UnitOfWork, new_id, utcnow
 from chassis.problems import invalid, not_found
+from chassis.readmodels import record_habilitation
 from notify import domain, render
 from notify.models import (
     DeliverySetting,
@@ -57,19 +58,7 @@ def apply_user_registered(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
 
 def apply_habilitation(uow: UnitOfWork, envelope: dict[str, Any], active: bool) -> None:
     """Grant or revoke in the read model; an older event never overrides a newer one."""
-    data = envelope["data"]
-    changed_at = datetime.fromisoformat(envelope["occurred_at"])
-    key = (data["patient_id"], data["holder_kind"], data["holder_id"])
-    row = uow.session.get(Habilitation, key)
-    if row is None:
-        uow.session.add(
-            Habilitation(
-                patient_id=key[0], holder_kind=key[1], holder_id=key[2], active=active, updated_at=changed_at
-            )
-        )
-    elif row.updated_at <= changed_at:
-        row.active = active
-        row.updated_at = changed_at
+    record_habilitation(uow.session, Habilitation, envelope, active)
     uow.session.flush()
 
 

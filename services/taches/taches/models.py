@@ -8,6 +8,7 @@ from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, MetaData, Stri
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chassis.db import UtcDateTime, add_chassis_tables
+from chassis.readmodels import HabilitationRow
 
 metadata = MetaData()
 add_chassis_tables(metadata)
@@ -119,16 +120,8 @@ class KnownPatient(Base):
     known_since: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
-class Habilitation(Base):
+class Habilitation(HabilitationRow, Base):
     """Read model kept from cercle's events: who may see which file (and receive its tasks)."""
-
-    __tablename__ = "habilitations"
-
-    patient_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    holder_kind: Mapped[str] = mapped_column(String(10), primary_key=True)
-    holder_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class PatientLink(Base):

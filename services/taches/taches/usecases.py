@@ -13,6 +13,7 @@ from sqlalchemy import and_, case, exists, func, or_, select, update
 from chassis.auth import Actor
 from chassis.db import Database, UnitOfWork, new_id, utcnow
 from chassis.problems import Problem, conflict, forbidden, invalid, not_found
+from chassis.readmodels import set_habilitation
 from taches import domain
 from taches.models import (
     Habilitation,
@@ -1000,28 +1001,8 @@ def _know_patient(uow: UnitOfWork, patient_id: str, at: datetime) -> None:
 def _set_habilitation(
     uow: UnitOfWork, patient_id: str, kind: str, holder_id: str, active: bool, changed_at: datetime
 ) -> bool:
-    """An older event never overrides a newer one (delivery may be out of order).
-
-    Returns whether this event is now the latest word on the habilitation.
-    """
-    key = (patient_id, kind, holder_id)
-    row = uow.session.get(Habilitation, key)
-    if row is None:
-        uow.session.add(
-            Habilitation(
-                patient_id=patient_id,
-                holder_kind=kind,
-                holder_id=holder_id,
-                active=active,
-                updated_at=changed_at,
-            )
-        )
-        return True
-    if row.updated_at <= changed_at:
-        row.active = active
-        row.updated_at = changed_at
-        return True
-    return False
+    """Whether this event is now the latest word on the habilitation (out-of-order safe)."""
+    return set_habilitation(uow.session, Habilitation, patient_id, kind, holder_id, active, changed_at)
 
 
 def _set_orphaned(uow: UnitOfWork, patient_id: str, kind: str, holder_id: str, at: datetime | None) -> None:

@@ -38,6 +38,9 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('patient_id', 'holder_kind', 'holder_id')
     )
+    with op.batch_alter_table('habilitations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_habilitations_holder_id'), ['holder_id'], unique=False)
+
     op.create_table('notifications',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('recipient_kind', sa.String(length=10), nullable=False),
@@ -156,6 +159,9 @@ def downgrade() -> None:
         batch_op.drop_index('ix_notifications_recipient_created')
 
     op.drop_table('notifications')
+    with op.batch_alter_table('habilitations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_habilitations_holder_id'))
+
     op.drop_table('habilitations')
     op.drop_table('delivery_settings')
     # ### end Alembic commands ###

@@ -1,0 +1,69 @@
+"""Read models several services keep from the same events: defined once, kept in each
+service's own database (a service never reads another's).
+
+`HabilitationRow` is who may see which file, from cercle's `HabilitationGranted` and
+`HabilitationRevoked`: a service declares `class Habilitation(HabilitationRow, Base)` and
+feeds it with `record_habilitation` from its consumers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, String
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from chassis.db import UtcDateTime
+
+__all__ = ["HabilitationRow", "record_habilitation", "set_habilitation"]
+
+
+class HabilitationRow:
+    """Columns of the habilitation read model (a declarative mixin)."""
+
+    __tablename__ = "habilitations"
+
+    patient_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    holder_kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    holder_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+def record_habilitation(session: Session, model: type[Any], envelope: dict[str, Any], active: bool) -> bool:
+    """Grant or revoke from a Habilitation* event. Returns whether it is now the latest word."""
+    data = envelope["data"]
+    changed_at = datetime.fromisoformat(envelope["occurred_at"])
+    return set_habilitation(
+        session, model, data["patient_id"], data["holder_kind"], data["holder_id"], active, changed_at
+    )
+
+
+def set_habilitation(
+    session: Session,
+    model: type[Any],
+    patient_id: str,
+    holder_kind: str,
+    holder_id: str,
+    active: bool,
+    changed_at: datetime,
+) -> bool:
+    """An older event never overrides a newer one (delivery may be out of order)."""
+    row = session.get(model, (patient_id, holder_kind, holder_id))
+    if row is None:
+        session.add(
+            model(
+                patient_id=patient_id,
+                holder_kind=holder_kind,
+                holder_id=holder_id,
+                active=active,
+                updated_at=changed_at,
+            )
+        )
+        return True
+    if row.updated_at <= changed_at:
+        row.active = active
+        row.updated_at = changed_at
+        return True
+    return False
