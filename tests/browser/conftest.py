@@ -8,7 +8,6 @@ Screenshots go to var/screenshots/browser/ (COORDO_SCREENSHOTS_DIR to change it)
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -41,9 +40,8 @@ PASSWORD = "coordo-demo"
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    # Not port 0: the kernel would pick an ephemeral port a client connection may take next.
+    return free_port_block(1)
 
 
 @dataclass

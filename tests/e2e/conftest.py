@@ -44,7 +44,7 @@ class SmtpServer:
 
 @pytest.fixture(scope="module")
 def smtp_server() -> Iterator[SmtpServer]:
-    base = free_port_block(1) + 5000
+    base = free_port_block(1)
     server = SmtpServer(port=base)
     controller = Controller(server.handler, hostname="127.0.0.1", port=base)
     controller.start()
@@ -93,8 +93,10 @@ def embedded_suite(
         env[key] = ""  # embedded: SQLite files under var/
     with environment(env):
         suite = EmbeddedSuite(demo=True)
-        suite.start()
         try:
+            # A half-started suite must stop too: its workers would keep consuming the
+            # process-wide in-memory bus and take the next suite's events.
+            suite.start()
             yield RunningSuite(
                 base_url=f"http://127.0.0.1:{base}",
                 env=env,

@@ -46,9 +46,10 @@ def stop_service(suite: Any, name: str, timeout: float = 10.0) -> None:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    # Not port 0: the kernel would pick an ephemeral port a client connection may take next.
+    from tests.support.suite import free_port_block
+
+    return free_port_block(1)
 
 
 @contextmanager

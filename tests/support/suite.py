@@ -9,20 +9,29 @@ from chassis.settings import SERVICES
 
 
 def free_port_block(size: int = 8) -> int:
-    """A base port such that base..base+size-1 are free now (best effort, loopback only)."""
+    """A base port such that base..base+size-1 are free now (best effort, loopback only).
+
+    Below the kernel's ephemeral range (32768+ here): a port there may be taken at any moment
+    by an outgoing connection (PostgreSQL, RabbitMQ, HTTP clients), and a server then fails
+    to bind it. Each port is tried by binding it, which also sees ports held by connections.
+    """
     # A random start: two suites in one test process never share an issuer URL (their
     # identity services have different signing keys, and verifiers cache keys per issuer).
-    start = random.randrange(20000, 50000)
-    for base in range(start, 60000, 37):
-        ok = True
-        for offset in range(size):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                if probe.connect_ex(("127.0.0.1", base + offset)) == 0:
-                    ok = False
-                    break
-        if ok:
+    low, high = 20000, 32000
+    start = random.randrange(low, high)
+    for base in [*range(start, high, 37), *range(low, start, 37)]:
+        if all(_bindable(base + offset) for offset in range(size)):
             return base
     raise RuntimeError("no free block of ports on loopback")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def suite_environment(base_port: int, var_dir: str) -> dict[str, str]:
