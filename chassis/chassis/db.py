@@ -79,6 +79,11 @@ def add_chassis_tables(metadata: MetaData) -> None:
     )
 
 
+# PostgreSQL channel on which committed events wake the outbox relay (one database per
+# service, so one channel name suffices).
+OUTBOX_CHANNEL = "coordo_outbox"
+
+
 def normalise_url(url: str) -> str:
     # One driver for PostgreSQL everywhere: psycopg 3.
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -178,6 +183,10 @@ class UnitOfWork:
         return envelope
 
     def commit(self) -> None:
+        if self._emitted and not self.db.is_sqlite:
+            # Delivered at commit to the relay LISTENing in the service's worker process,
+            # so a committed event is published at once rather than at the next poll.
+            self.session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
         self.session.commit()
         if self._emitted:
             self._emitted = 0

@@ -4,22 +4,63 @@ Runs in a service's worker, never in a web process. On PostgreSQL several relays
 run (rows are claimed with FOR UPDATE SKIP LOCKED); on SQLite exactly one relay per file.
 A row is marked sent only after the broker confirmed it; when the broker is down the
 relay backs off and tries again — rows are never dropped.
+
+The relay wakes as soon as events are committed: in the same process through the
+database's `outbox_signal`, from another process (the web workers, in distributed mode)
+through PostgreSQL's NOTIFY on `coordo_outbox`, sent in the committing transaction. The
+poll every `idle_wait_s` is only the safety net for a notification that was missed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 
+import psycopg
 from opentelemetry import trace
 from sqlalchemy import select, update
 
 from chassis import tracing
 from chassis.bus import OutgoingMessage, Publisher, PublishError
-from chassis.db import Database
+from chassis.db import OUTBOX_CHANNEL, Database
 
 log = logging.getLogger(__name__)
+
+
+class CommitNotifications:
+    """A LISTEN connection on the outbox channel (PostgreSQL only). Any failure falls back
+    to plain waiting: the relay's poll still finds every row, only later."""
+
+    def __init__(self, db: Database) -> None:
+        url = db.engine.url
+        self.dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.connection: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def wait(self, timeout: float, local: threading.Event) -> None:
+        if local.is_set():
+            return
+        try:
+            if self.connection is None or self.connection.closed:
+                self.connection = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
+                self.connection.execute(f"LISTEN {OUTBOX_CHANNEL}")
+            # In slices, so that a stop (which sets `local`) is seen within 0.1 s.
+            deadline = time.monotonic() + timeout
+            while not local.is_set() and (left := deadline - time.monotonic()) > 0:
+                if any(True for _ in self.connection.notifies(timeout=min(left, 0.1), stop_after=1)):
+                    break
+            for _ in self.connection.notifies(timeout=0):  # several commits, one wake-up
+                pass
+        except psycopg.Error as exc:
+            log.warning("outbox relay cannot listen for commits, polling instead: %s", exc)
+            self.close()
+            local.wait(timeout)
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
 
 class OutboxRelay:
@@ -29,13 +70,16 @@ class OutboxRelay:
         broker_url: str,
         *,
         batch_size: int = 500,
-        idle_wait_s: float = 0.05,
+        idle_wait_s: float | None = None,
         max_backoff_s: float = 5.0,
     ) -> None:
         self.db = db
         self.publisher = Publisher(broker_url)
         self.batch_size = batch_size
-        self.idle_wait_s = idle_wait_s
+        # With commit notifications the poll is a safety net; without (SQLite: the relay
+        # lives in the writers' process and gets `outbox_signal`) it is the same net.
+        self.idle_wait_s = idle_wait_s if idle_wait_s is not None else 1.0
+        self.notifications = None if db.is_sqlite else CommitNotifications(db)
         self.max_backoff_s = max_backoff_s
         self.tracer = tracing.tracer(db.service)
         self.failures = 0
@@ -102,8 +146,12 @@ class OutboxRelay:
                 stop.wait(min(self.max_backoff_s, 0.1 * 2 ** min(self.failures, 10)))
                 continue
             if sent < self.batch_size:
-                # Wake at once when this process committed events, else poll.
-                self.db.outbox_signal.wait(self.idle_wait_s)
+                if self.notifications is not None:
+                    self.notifications.wait(self.idle_wait_s, self.db.outbox_signal)
+                else:
+                    self.db.outbox_signal.wait(self.idle_wait_s)
                 self.db.outbox_signal.clear()
         self.publisher.close()
+        if self.notifications is not None:
+            self.notifications.close()
         log.info("outbox relay stopped", extra={"service": self.db.service})
