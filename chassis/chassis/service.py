@@ -47,8 +47,12 @@ class ServiceDefinition:
     extras: Callable[[Settings, Database], dict[str, Any]] = _no_extras
     background: Callable[[Settings, Database], list[BackgroundJob]] = _no_background
     ready_checks: list[Callable[[], None]] = field(default_factory=list)
-    # Extra routes outside the contract (e.g. identity's OIDC endpoints and login page).
-    configure_app: Callable[[connexion.FlaskApp, Settings, Database], None] | None = None
+    # Extra middleware or routes outside the contract (documents' upload size guard,
+    # identity's OIDC endpoints and login page).
+    configure_app: Callable[[Any, Settings, Database], None] | None = None
+    # Flask routes of its own (identity: Authlib's OIDC provider is a Flask integration):
+    # the service runs on connexion's FlaskApp instead of the AsyncApp.
+    flask_routes: bool = False
     # Idempotent demo data for embedded mode and local runs (never in production).
     demo_data: Callable[[Settings, Database], None] | None = None
 
@@ -63,7 +67,9 @@ class ServiceDefinition:
         settings = settings or self.settings()
         migrate.upgrade(settings.database_url, self.migrations_dir)
 
-    def create_app(self, settings: Settings | None = None, db: Database | None = None) -> connexion.FlaskApp:
+    def create_app(
+        self, settings: Settings | None = None, db: Database | None = None
+    ) -> connexion.AsyncApp | connexion.FlaskApp:
         settings = settings or self.settings()
         db = db or self.database(settings)
         app = create_service_app(
@@ -72,6 +78,7 @@ class ServiceDefinition:
             import_name=self.import_name,
             extras=self.extras(settings, db),
             ready_checks=list(self.ready_checks),
+            flask=self.flask_routes,
         )
         if self.configure_app is not None:
             self.configure_app(app, settings, db)

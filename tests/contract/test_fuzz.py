@@ -122,15 +122,26 @@ def test_a_body_that_is_not_utf8_is_bad_input_naming_the_body_and_changes_nothin
     assert after == before
 
 
-def test_a_path_holding_an_encoded_newline_is_bad_input_not_a_server_error(notify: Target) -> None:
-    # Found by this file: connexion's router did not match it but Flask's did, and the
-    # handler ran without its operation context (a 500) (chassis fix).
+def test_a_path_holding_an_encoded_newline_is_refused_not_a_server_error(
+    targets: dict[str, Target], fuzz_issuer: TestIssuer
+) -> None:
+    # Found by this file: on connexion's FlaskApp, its router (a starlette Mount: `.*`
+    # stops at a newline) did not match such a path but Flask's did, and the handler ran
+    # without its operation context (a 500) (chassis fix). On the AsyncApp connexion's
+    # router alone decides: no such resource.
+    notify = _started("notify", targets, fuzz_issuer)
     url = "http://testserver/api/notification-preferences/types/task%0Aassigned"
     response = notify.client.put(url, json={"email": False, "in_app": False}, headers=notify.headers)
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    # identity, on the FlaskApp (its OIDC pages are Flask routes): bad input, naming the path.
+    identity = _started("identity", targets, fuzz_issuer)
+    url = "http://testserver/api/delegations/abc%0Adef/accept"
+    response = identity.client.post(url, headers=identity.headers)
     assert response.status_code == 400, response.text
     assert response.json()["field"] == "path"
-    health = notify.client.get("http://testserver/health/live")
-    assert health.status_code == 200
+    for target in (notify, identity):
+        assert target.client.get("http://testserver/health/live").status_code == 200
 
 
 def test_text_that_is_not_unicode_is_bad_input_naming_the_field_and_changes_nothing(

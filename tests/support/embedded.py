@@ -28,8 +28,9 @@ def service_server(suite: Any, name: str) -> uvicorn.Server:
 
 def service_extras(suite: Any, name: str) -> dict[str, Any]:
     """What the service's composition root put in `ServiceContext.extras` for its web app."""
-    flask_app = service_server(suite, name).config.app.app
-    return dict(flask_app.extensions["coordo"].extras)
+    from chassis.web import context_of
+
+    return dict(context_of(service_server(suite, name).config.app).extras)
 
 
 def stop_service(suite: Any, name: str, timeout: float = 10.0) -> None:

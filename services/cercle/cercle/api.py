@@ -62,9 +62,9 @@ def update_member(patient_id: str, member_id: str, body: dict[str, Any]) -> dict
     return usecases.update_member(_db(), _caller(), patient_id, member_id, body)
 
 
-def remove_member(patient_id: str, member_id: str) -> tuple[str, int]:
+def remove_member(patient_id: str, member_id: str) -> tuple[None, int]:
     usecases.remove_member(_db(), _caller(), patient_id, member_id)
-    return "", 204
+    return None, 204
 
 
 def grant_habilitation(patient_id: str, member_id: str) -> dict[str, Any]:

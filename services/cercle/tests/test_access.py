@@ -17,6 +17,7 @@ from cercle import usecases
 from cercle.app import SERVICE
 from cercle.clock import Clock
 from chassis.events import make_envelope, validate
+from chassis.web import context_of
 from tests.support.issuer import TestIssuer
 
 QUEUE = "cercle.events"
@@ -97,7 +98,7 @@ def _running(request: pytest.FixtureRequest, issuer: TestIssuer) -> Iterator[Run
     SERVICE.migrate(settings)
     db = SERVICE.database(settings)
     app = SERVICE.create_app(settings, db)
-    clock: Clock = app.app.extensions["coordo"].extras["clock"]
+    clock: Clock = context_of(app).extras["clock"]
     clock.set(T0)
     yield Running(app.test_client(), db, clock, issuer)
     db.dispose()

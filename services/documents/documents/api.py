@@ -23,9 +23,10 @@ def list_document_categories() -> dict[str, Any]:
 def add_document(
     patient_id: str, body: dict[str, Any], file: Any
 ) -> tuple[dict[str, Any], int, dict[str, str]]:
-    # connexion 3 hands form fields in `body` and the part named `file` as a werkzeug FileStorage.
+    # connexion 3 hands form fields in `body` and the part named `file` as a starlette
+    # UploadFile (its `file` is spooled to disk past 1 MB; read here, in the handler's thread).
     # Read one byte past the limit: enough to know it is too large without reading it all.
-    content = file.stream.read(domain.MAX_DOCUMENT_BYTES + 1)
+    content = file.file.read(domain.MAX_DOCUMENT_BYTES + 1)
     upload = usecases.Upload(
         filename=file.filename or "",
         content=content,
@@ -66,8 +67,12 @@ def get_document_content(patient_id: str, document_id: str, inline: bool = False
     content = usecases.get_content(service_context().db, _blobs(), patient_id, document_id)
     kind = "inline" if inline and content.content_type in domain.PREVIEWABLE else "attachment"
     headers = {
-        # Flask adds "; charset=utf-8" to text/plain: right, the content was checked as UTF-8.
-        "Content-Type": content.content_type,
+        # Text was checked as UTF-8 on upload: say so, so that accents survive in the browser.
+        "Content-Type": (
+            f"{content.content_type}; charset=utf-8"
+            if content.content_type.startswith("text/")
+            else content.content_type
+        ),
         "Content-Disposition": _content_disposition(kind, content.filename),
         # The browser must use the checked type (none of the allowed ones can run scripts).
         "X-Content-Type-Options": "nosniff",

@@ -61,7 +61,7 @@ def _extras(_settings: Settings, _db: Database) -> dict[str, Any]:
     return {"blobs": BlobStore(default_blob_dir())}
 
 
-def _configure(app: connexion.FlaskApp, _settings: Settings, _db: Database) -> None:
+def _configure(app: Any, _settings: Settings, _db: Database) -> None:
     app.add_middleware(UploadSizeGuard, position=MiddlewarePosition.BEFORE_EXCEPTION)
 
 
@@ -76,6 +76,6 @@ SERVICE = ServiceDefinition(
 )
 
 
-def create_app() -> connexion.FlaskApp:
+def create_app() -> connexion.AsyncApp | connexion.FlaskApp:
     """Factory for gunicorn: `gunicorn -k uvicorn_worker.UvicornWorker 'documents.app:create_app()'`."""
     return SERVICE.create_app()

@@ -32,6 +32,7 @@ SERVICE = ServiceDefinition(
     background=background,
     # The OIDC provider (/oidc/...) and its login page live outside the contract.
     configure_app=oidc.configure,
+    flask_routes=True,
     demo_data=demo.load,
 )
 

@@ -20,6 +20,7 @@ import uvicorn
 from chassis import auth
 from chassis.db import Database
 from chassis.settings import Settings
+from chassis.web import context_of
 from identity.app import SERVICE
 from identity.oidc import Provider
 
@@ -42,7 +43,7 @@ class Running:
 
     def set_clock(self, clock: Any) -> None:
         """The clock the API's day-dependent use cases read (delegation end dates)."""
-        self.app.app.extensions["coordo"].extras["clock"] = clock
+        context_of(self.app).extras["clock"] = clock
 
 
 class ServerThread:

@@ -22,6 +22,6 @@ SERVICE = ServiceDefinition(
 )
 
 
-def create_app() -> connexion.FlaskApp:
+def create_app() -> connexion.AsyncApp | connexion.FlaskApp:
     """Factory for gunicorn: `gunicorn -k uvicorn_worker.UvicornWorker 'notify.app:create_app()'`."""
     return SERVICE.create_app()
