@@ -82,6 +82,8 @@ class EventConsumer:
         self.max_batch = max_batch
         self._pending: list[_Delivery] = []
         self._retry_publisher = bus.Publisher(broker_url)
+        # kombu's in-memory transport ignores `multiple` on an ack: ack one by one there.
+        self._acks_many = not bus.is_memory(broker_url)
 
     def queues(self) -> list[Queue]:
         return queues_for(self.subscription)
@@ -216,6 +218,11 @@ class EventConsumer:
         # If the transaction itself fails (database down), nothing is acked: the broker
         # redelivers after the reconnect, and the processed_messages keys dedupe.
         outcomes = self.handle_batch([(d.envelope, d.queue_name, d.headers) for d in batch])
+        if self._acks_many and not any(isinstance(outcome, Exception) for outcome in outcomes):
+            # One frame settles the batch: every earlier delivery on this channel is settled.
+            batch[-1].message.ack(multiple=True)
+            self.handled += len(batch)
+            return
         for delivery, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 self._retry_or_dead_letter(

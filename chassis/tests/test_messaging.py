@@ -134,6 +134,36 @@ def test_events_cross_from_one_database_to_another_exactly_once(
         delete_queues(url, consumer)
 
 
+def test_a_batch_applied_is_acknowledged_so_a_restarted_consumer_gets_nothing_again(
+    tmp_path: Any, amqp_url: str, consumer_name: str
+) -> None:
+    # The consumer settles a whole batch with one ack (multiple=True): every message of it
+    # must be gone from the queue once the consumer disconnects.
+    producer_db, consumer_db = make_db(tmp_path, "producer"), make_db(tmp_path, "consumer")
+    consumer = EventConsumer(
+        consumer_db, amqp_url, Subscription(consumer_name, {"dossier.PatientCreated": record_effect})
+    )
+    with bus.connect(amqp_url) as conn:
+        consumer.declare(conn)
+    for _ in range(60):
+        create_patient(producer_db)
+    relay = OutboxRelay(producer_db, amqp_url)
+    assert relay.publish_pending() == 60  # all ready at once: the consumer takes them in batches
+    relay.publisher.close()
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    assert wait_for(lambda: len(effects(consumer_db)) == 60)
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive()
+    with Connection(amqp_url) as conn:
+        main_queue = consumer.main_queues()[0](conn.channel())
+        _, left, _ = main_queue.queue_declare(passive=True)
+    assert left == 0  # an unacked message would be back in the queue, ready again
+    delete_queues(amqp_url, consumer)
+
+
 def test_with_the_broker_down_nothing_is_lost_and_all_arrives_once_it_is_back(
     tmp_path: Any, amqp_url: str, consumer_name: str, running: Any
 ) -> None:
