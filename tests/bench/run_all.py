@@ -1,4 +1,4 @@
-"""`make bench`: every benchmark, one after the other."""
+"""`make bench`: the foundation's two benchmarks (the others load large bases first: run them by their own commands, tests/bench/README.md)."""
 
 from tests.bench import event_latency, gateway_vs_direct
 
