@@ -20,18 +20,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, pool, text
 
-from chassis.settings import SERVICES
-from coordo.distributed import DistributedSuite, delete_service_queues, local_environment
-from tests.support.suite import free_port_block, suite_environment
+from tests.bench.distributed_suite import distributed_suite
+from tests.support.suite import free_port_block
 
-PG = os.environ.get("COORDO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
-AMQP = os.environ.get("COORDO_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 PATIENT = {
     "birth_name": "Martin",
     "first_name": "Louise",
@@ -109,26 +104,9 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
 
-    run_dir = Path(tempfile.mkdtemp(prefix="coordo-bench-"))
-    base = free_port_block()
-    prefix = f"coordo_bench_{uuid.uuid4().hex[:6]}"
-    env = dict(os.environ)
-    env.update(suite_environment(base, str(run_dir / "var")))
-    env["COORDO_VALIDATE_RESPONSES"] = "0"  # as in production
-    env.update({"COORDO_BROKER_URL": AMQP, "COORDO_POSTGRES_URL": PG})
-    for name in (*SERVICES, "gateway"):
-        env[f"COORDO_{name.upper()}_DATABASE_URL"] = f"{PG}/{prefix}_{name}"
-    env = local_environment(env)
-    delete_service_queues(AMQP)
-    suite = DistributedSuite(env=env, web_workers=args.workers, log_dir=run_dir / "logs")
-    try:
-        suite.migrate(demo=True)
-        suite.start(timeout=120)
-        from identity.token_cli import fetch_token
-
-        gateway = f"http://127.0.0.1:{base}"
-        dossier = env.get("COORDO_DOSSIER_URL", f"http://127.0.0.1:{base + 2}")
-        token = fetch_token(f"{gateway}/oidc", "coordinateur", "coordo-demo")["access_token"]
+    with distributed_suite(args.workers) as suite:
+        gateway, dossier = suite.gateway, suite.dossier
+        token = suite.token()
         headers = {"Authorization": f"Bearer {token}"}
         patient_id = httpx.post(f"{gateway}/api/patients", json=PATIENT, headers=headers).json()["id"]
         for _ in range(200):
@@ -142,20 +120,9 @@ def main() -> None:
         direct_1 = wrk(f"{dossier}{path}", token, args.seconds, 1)
         through_1 = wrk(f"{gateway}{path}", token, args.seconds, 1)
         floors = {
-            name: raw_flask_floor(factory, path, token, args, env["COORDO_DOSSIER_DATABASE_URL"])
+            name: raw_flask_floor(factory, path, token, args, suite.env["COORDO_DOSSIER_DATABASE_URL"])
             for name, factory in (("hello", "hello_app"), ("same work", "same_work_app"))
         }
-    finally:
-        suite.stop()
-        admin = create_engine(
-            f"{PG}/postgres".replace("postgresql://", "postgresql+psycopg://"),
-            isolation_level="AUTOCOMMIT",
-            poolclass=pool.NullPool,
-        )
-        with admin.connect() as conn:
-            for name in (*SERVICES, "gateway"):
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{prefix}_{name}" WITH (FORCE)'))
-        admin.dispose()
 
     print("Coordo gateway benchmark — distributed mode on this machine")
     print(

@@ -1,14 +1,17 @@
 """Benchmark: patient creation at the dossier service versus raw psycopg, on PostgreSQL.
 
-    .venv/bin/python -m tests.bench.patient_creation [--creations 500] [--base 100000]
+    .venv/bin/python -m tests.bench.patient_creation [--creations 500] [--base 100000] [--clients 4] [--workers 1]
 
 `--base` synthetic patients are loaded first (COPY) so that the identity-vigilance check
 that runs on every creation searches a realistic base. Then, one at a time:
 - `POST /api/patients` through the service's contract (connexion, in-process client, real
   OIDC token): validation, duplicate search, patient + consent + habilitation + history
   rows and the PatientCreated outbox row in one transaction;
-- raw psycopg: one INSERT of the same patient row and one commit per row (the floor).
-Prints p50/p99 per creation and creations/s for both, and the ratio.
+- raw psycopg: one INSERT of the same patient row and one commit per row (the floor);
+- `POST /api/patients` through the gateway of the distributed mode (gunicorn, PostgreSQL,
+  RabbitMQ; the same base loaded into its dossier database), by one client and by
+  `--clients` clients at once.
+Prints p50/p99 per creation and creations/s for each, and the ratios.
 """
 
 from __future__ import annotations
@@ -44,10 +47,83 @@ def fresh_database() -> str:
     return f"{PG}/{DB_NAME}"
 
 
+def creation_body(person: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "birth_name": person["birth_name"],
+        "first_name": person["first_name"],
+        "birth_date": person["birth_date"].isoformat(),
+        "sex": person["sex"],
+        "birth_place": person["birth_place"],
+        "consent": {"attested": True, "given_by": "patient"},
+    }
+
+
+def _post_all(
+    gateway: str, headers: dict[str, str], batch: list[dict[str, Any]], clients: int
+) -> tuple[list[float], float, int]:
+    """`clients` threads share `batch`, each posting one creation after the other."""
+    import threading
+
+    import httpx
+
+    latencies: list[float] = []
+    conflicts: list[int] = []
+    lock = threading.Lock()
+
+    def run(share: list[dict[str, Any]]) -> None:
+        with httpx.Client(base_url=gateway, headers=headers, timeout=30) as client:
+            for body in share:
+                started = time.perf_counter()
+                response = client.post("/api/patients", json=body)
+                elapsed = (time.perf_counter() - started) * 1000
+                assert response.status_code in (201, 409), response.text
+                with lock:
+                    latencies.append(elapsed)
+                    conflicts.append(int(response.status_code == 409))
+
+    threads = [threading.Thread(target=run, args=(batch[i::clients],)) for i in range(clients)]
+    started_all = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, len(batch) / (time.perf_counter() - started_all), sum(conflicts)
+
+
+def through_gateway(args: argparse.Namespace) -> dict[int, tuple[list[float], float, int]]:
+    """Creations through the gateway: {clients: (latencies ms, creations/s, 409 answers)}."""
+    import httpx
+    import psycopg
+
+    from dossier.demo_patients import bulk_insert, generate
+    from tests.bench.distributed_suite import distributed_suite
+
+    def load_base(env: dict[str, str]) -> None:
+        url = env["COORDO_DOSSIER_DATABASE_URL"]
+        if args.base:
+            bulk_insert(url, generate(args.base, seed=3))
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("ANALYZE patients")
+
+    people = [creation_body(p) for p in generate(args.creations * 3, seed=6161)]
+    results: dict[int, tuple[list[float], float, int]] = {}
+    with distributed_suite(args.workers, before_start=load_base) as suite:
+        headers = {"Authorization": f"Bearer {suite.token()}"}
+        with httpx.Client(base_url=suite.gateway, headers=headers, timeout=30) as warm:
+            for body in people[:20]:
+                warm.post("/api/patients", json=body)
+        batches = {1: people[20 : 20 + args.creations], args.clients: people[20 + args.creations :]}
+        for clients, batch in batches.items():
+            results[clients] = _post_all(suite.gateway, headers, batch, clients)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--creations", type=int, default=500)
     parser.add_argument("--base", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=4, help="concurrent clients through the gateway")
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn workers per web process")
     args = parser.parse_args()
     os.environ.setdefault("OTEL_SDK_DISABLED", "true")
 
@@ -171,8 +247,18 @@ def main() -> None:
         f"p99 {percentile(raw_ms, 99):.2f} ms, {raw_rate:.0f} rows/s"
     )
     print(f"service / raw throughput: {service_rate / raw_rate:.2f}x")
+    os.environ.pop("COORDO_OIDC_ISSUER", None)  # the suite runs its own provider
+    gateway = through_gateway(args)
+    for clients, (ms, rate, conflicts) in gateway.items():
+        print(
+            f"through the gateway (distributed mode, {args.workers} worker(s) per web process), "
+            f"{clients} client(s): p50 {statistics.median(ms):.1f} ms, p99 {percentile(ms, 99):.1f} ms, "
+            f"{rate:.0f} creations/s ({conflicts} answered 409) -> {rate / raw_rate:.2f}x raw "
+            "(target: within 2x of raw)"
+        )
     print(
         f"reproduce: .venv/bin/python -m tests.bench.patient_creation --creations {args.creations} --base {args.base}"
+        f" --clients {args.clients} --workers {args.workers}"
     )
     issuer.stop()
 

@@ -302,3 +302,29 @@ def test_saved_searches_and_the_export_of_the_list(service: Any, issuer: TestIss
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert refused.json()["total"] == 1001 and "1000" in refused.json()["detail"]
     assert client.get("/api/file-list/export?format=pdf", headers=me).status_code == 400
+
+
+def test_a_file_is_listed_at_creation_exactly_as_a_full_rebuild_lists_it(
+    service: Any, issuer: TestIssuer
+) -> None:
+    # The row of a patient created in the same transaction is built from the new patient
+    # itself (no reads); a rebuild from the tables must find nothing different.
+    from sqlalchemy import select
+
+    from dossier import file_list
+
+    client, db = service
+    create_all(client, issuer)
+    used = {"birth_name": "Garnier", "used_name": "Roux", "first_name": "Anne", "birth_date": "1950-01-02"}
+    body = {**used, "sex": "F", "birth_place": "59350", "consent": {"attested": True, "given_by": "patient"}}
+    assert client.post("/api/patients", json=body, headers=bearer(issuer, P1)).status_code == 201
+    columns = [c for c in FileListRow.__table__.c if c.name != "last_update"]
+    with db.engine.connect() as conn:
+        at_creation = sorted(conn.execute(select(*columns)).all())
+    with db.engine.begin() as conn:
+        file_list.rebuild(conn)
+    with db.engine.connect() as conn:
+        rebuilt = sorted(conn.execute(select(*columns)).all())
+    assert len(at_creation) == 6
+    assert at_creation == rebuilt
+    assert names(client, bearer(issuer, P1), "?name=rou") == ["GARNIER"]  # found by the used name
