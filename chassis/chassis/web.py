@@ -33,6 +33,7 @@ from chassis.db import Database
 from chassis.logs import setup_logging
 from chassis.problems import PROBLEM_JSON, Problem
 from chassis.settings import Settings, contracts_dir
+from chassis.validation import VALIDATORS
 
 
 @dataclass
@@ -330,6 +331,7 @@ def create_service_app(
         validate_responses=settings.validate_responses,
         strict_validation=True,
         pythonic_params=False,
+        validator_map=VALIDATORS,
     )
     app.add_error_handler(Problem, _render_problem)
     app.add_error_handler(UnicodeDecodeError, _render_undecodable)
