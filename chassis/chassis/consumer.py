@@ -19,7 +19,8 @@ from typing import Any
 
 from kombu import Connection, Consumer, Message, Producer, Queue
 from opentelemetry import trace
-from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from chassis import bus, tracing
@@ -130,35 +131,45 @@ class EventConsumer:
     def _handle_fast(
         self, items: list[tuple[dict[str, Any], str, dict[str, Any] | None]]
     ) -> list[bool | Exception]:
-        table = self.db.processed_messages
         outcomes: list[bool | Exception] = []
         with self.db.unit_of_work() as uow:
-            done = {
+            # Record every key first, in one statement that also says which were new: what
+            # was processed already (a redelivery) is skipped. Rolled back with the batch
+            # if a handler fails.
+            now = datetime.now(UTC)
+            keys = {(queue_name, envelope["id"]) for envelope, queue_name, _ in items}
+            new = {
                 (row.consumer_id, row.message_id)
                 for row in uow.session.execute(
-                    select(table.c.consumer_id, table.c.message_id).where(
-                        table.c.message_id.in_([envelope["id"] for envelope, _, _ in items])
+                    self._insert_keys(
+                        [{"consumer_id": q, "message_id": m, "processed_at": now} for q, m in sorted(keys)]
                     )
                 )
             }
-            keys = []
             for envelope, queue_name, headers in items:
                 key = (queue_name, envelope["id"])
-                if key in done:
+                if key not in new:
                     outcomes.append(False)
                     continue
-                done.add(key)
+                new.discard(key)  # the same message twice in one batch: applied once
                 uow.actor = envelope.get("actor")
                 with self._span(envelope, headers):
                     handler = self.subscription.handlers.get(f"{envelope['producer']}.{envelope['type']}")
                     if handler is not None:
                         handler(uow, envelope)
-                keys.append({"consumer_id": key[0], "message_id": key[1], "processed_at": datetime.now(UTC)})
                 outcomes.append(True)
-            if keys:
-                uow.session.execute(table.insert(), keys)
             uow.commit()
         return outcomes
+
+    def _insert_keys(self, rows: list[dict[str, Any]]) -> Any:
+        table = self.db.processed_messages
+        insert = sqlite_insert if self.db.is_sqlite else postgresql_insert
+        return (
+            insert(table)
+            .values(rows)
+            .on_conflict_do_nothing()
+            .returning(table.c.consumer_id, table.c.message_id)
+        )
 
     def _handle_one_by_one(
         self, items: list[tuple[dict[str, Any], str, dict[str, Any] | None]]

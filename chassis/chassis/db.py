@@ -91,7 +91,7 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pre_ping: bool = True) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8)
@@ -114,17 +114,21 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=pre_ping)
 
 
 class Database:
     """One service's database: engine, sessions, and its outbox wake-up signal."""
 
-    def __init__(self, url: str, metadata: MetaData, service: str) -> None:
+    def __init__(self, url: str, metadata: MetaData, service: str, *, pre_ping: bool = True) -> None:
+        """`pre_ping=False` for a worker: its relay, consumers and jobs retry a transaction
+        that failed (nothing is acked or marked sent before the commit), so a pooled
+        connection gone stale costs one retry, while the ping costs a round trip on every
+        transaction (tests/bench/README.md, event latency)."""
         self.url = normalise_url(url)
         self.service = service
         self.metadata = metadata
-        self.engine = make_engine(self.url)
+        self.engine = make_engine(self.url, pre_ping)
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
         self.outbox = metadata.tables["outbox"]
         self.processed_messages = metadata.tables["processed_messages"]

@@ -59,9 +59,9 @@ class ServiceDefinition:
     def settings(self) -> Settings:
         return Settings.from_env(self.name)
 
-    def database(self, settings: Settings | None = None) -> Database:
+    def database(self, settings: Settings | None = None, *, pre_ping: bool = True) -> Database:
         settings = settings or self.settings()
-        return Database(settings.database_url, self.metadata, self.name)
+        return Database(settings.database_url, self.metadata, self.name, pre_ping=pre_ping)
 
     def migrate(self, settings: Settings | None = None) -> None:
         settings = settings or self.settings()
@@ -86,7 +86,7 @@ class ServiceDefinition:
 
     def create_worker(self, settings: Settings | None = None, db: Database | None = None) -> Worker:
         settings = settings or self.settings()
-        db = db or self.database(settings)
+        db = db or self.database(settings, pre_ping=False)  # see Database: workers retry
         return Worker(
             db,
             settings.broker_url,

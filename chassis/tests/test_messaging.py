@@ -22,7 +22,7 @@ from chassis.db import Database, UnitOfWork, add_chassis_tables
 from chassis.relay import OutboxRelay
 
 
-def make_db(tmp_path: Any, name: str) -> Database:
+def make_db(tmp_path: Any, name: str, url: str | None = None, pre_ping: bool = True) -> Database:
     metadata = MetaData()
     add_chassis_tables(metadata)
     Table(
@@ -31,7 +31,7 @@ def make_db(tmp_path: Any, name: str) -> Database:
         Column("message_id", String(36), primary_key=True),
         Column("patient_id", String(36)),
     )
-    db = Database(f"sqlite:///{tmp_path / name}.db", metadata, "dossier")
+    db = Database(url or f"sqlite:///{tmp_path / name}.db", metadata, "dossier", pre_ping=pre_ping)
     metadata.create_all(db.engine)
     return db
 
@@ -161,6 +161,45 @@ def test_a_batch_applied_is_acknowledged_so_a_restarted_consumer_gets_nothing_ag
         main_queue = consumer.main_queues()[0](conn.channel())
         _, left, _ = main_queue.queue_declare(passive=True)
     assert left == 0  # an unacked message would be back in the queue, ready again
+    delete_queues(amqp_url, consumer)
+
+
+def test_a_worker_whose_database_connections_were_cut_goes_on_and_applies_every_event_once(
+    tmp_path: Any, amqp_url: str, consumer_name: str, running: Any, postgres_database: str
+) -> None:
+    # Workers keep no pre-ping on their pool (a round trip per transaction): a connection
+    # that PostgreSQL dropped (restart, failover, idle cut) must cost a retry, nothing else.
+    import psycopg
+
+    # One database plays both services' (the tables do not overlap in use): the producer's
+    # web process, its worker's relay, the consumer's worker, and the test reading it.
+    producer_db = make_db(tmp_path, "producer", postgres_database)
+    relay_db = make_db(tmp_path, "producer", postgres_database, pre_ping=False)
+    consumer_db = make_db(tmp_path, "consumer", postgres_database, pre_ping=False)
+    reader = make_db(tmp_path, "reader", postgres_database)
+    consumer = EventConsumer(
+        consumer_db, amqp_url, Subscription(consumer_name, {"dossier.PatientCreated": record_effect})
+    )
+    with bus.connect(amqp_url) as conn:
+        consumer.declare(conn)
+    running(consumer)
+    running(OutboxRelay(relay_db, amqp_url))
+    first = [create_patient(producer_db) for _ in range(5)]
+    assert wait_for(lambda: len(effects(reader)) == 5)
+    database = postgres_database.rsplit("/", 1)[1]
+    with psycopg.connect(postgres_database, autocommit=True) as admin:
+        cut = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            [database],
+        ).fetchone()
+    assert cut is not None and cut[0] >= 3  # the relay's pooled and LISTEN connections, the consumer's
+    later = [create_patient(producer_db) for _ in range(5)]
+    assert wait_for(lambda: len(effects(reader)) == 10, timeout=15)
+    assert sorted(effects(reader)) == sorted(first + later)
+    assert pending(producer_db) == 0
+    for db in (producer_db, relay_db, consumer_db, reader):
+        db.dispose()
     delete_queues(amqp_url, consumer)
 
 
