@@ -169,7 +169,7 @@ class RequestScopeMiddleware:
             where = _lone_surrogate_field(body)
             if where:
                 problem = Problem(400, "Bad Request", f"{where} is not valid Unicode text", field=where)
-                await _send_problem(send, problem)
+                await send_problem(send, problem)
                 return
         grantor = headers.get(b"x-act-for", b"").decode("latin-1") or None
         context_token = _CURRENT.set(self.context)
@@ -193,14 +193,7 @@ class RequestScopeMiddleware:
                 payload = await anyio.to_thread.run_sync(self._readiness)
             status = 200 if payload["status"] in ("live", "ready") else 503
             body, content_type = json.dumps(payload).encode(), "application/json"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", content_type.encode()), (b"content-length", b"%d" % len(body))],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_response(send, status, body, content_type)
 
     def _readiness(self) -> dict[str, Any]:
         checks: dict[str, str] = {}
@@ -243,16 +236,29 @@ async def _buffered(receive: Any) -> tuple[bytes, Any]:
     return b"".join(chunks), replay
 
 
-async def _send_problem(send: Any, problem: Problem) -> None:
-    body = json.dumps(problem.to_dict()).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": problem.status,
-            "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", b"%d" % len(body))],
-        }
-    )
+async def send_response(
+    send: Any,
+    status: int,
+    body: bytes,
+    content_type: str,
+    extra_headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    """A whole response from an ASGI middleware (before connexion has seen the request)."""
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", b"%d" % len(body)),
+        *extra_headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_problem(
+    send: Any, problem: Problem, extra_headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    await send_response(
+        send, problem.status, json.dumps(problem.to_dict()).encode(), PROBLEM_JSON, extra_headers
+    )
 
 
 class _Metrics:

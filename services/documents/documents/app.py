@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +9,10 @@ import connexion
 from connexion.middleware import MiddlewarePosition
 
 from chassis.db import Database
-from chassis.problems import PROBLEM_JSON, Problem
+from chassis.problems import Problem
 from chassis.service import ServiceDefinition
 from chassis.settings import Settings
+from chassis.web import send_problem
 from documents import domain
 from documents.blobs import BlobStore, default_blob_dir
 from documents.consumers import subscriptions
@@ -40,19 +40,7 @@ class UploadSizeGuard:
                 problem = Problem(
                     413, "Content too large", "file is larger than the 10 MB limit", field="file"
                 )
-                body = json.dumps(problem.to_dict()).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 413,
-                        "headers": [
-                            (b"content-type", PROBLEM_JSON.encode()),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await send_problem(send, problem, extra_headers=((b"connection", b"close"),))
                 return
         await self.app(scope, receive, send)
 
