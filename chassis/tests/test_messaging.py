@@ -63,6 +63,14 @@ def record_effect(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     )
 
 
+def declared_consumer(db: Database, url: str, name: str) -> EventConsumer:
+    """A consumer applying PatientCreated with `record_effect`, its queues declared."""
+    consumer = EventConsumer(db, url, Subscription(name, {"dossier.PatientCreated": record_effect}))
+    with bus.connect(url) as conn:
+        consumer.declare(conn)
+    return consumer
+
+
 def effects(db: Database) -> list[str]:
     with db.session_factory() as s:
         return list(s.scalars(select(db.metadata.tables["effects"].c.patient_id)))
@@ -119,11 +127,7 @@ def test_events_cross_from_one_database_to_another_exactly_once(
 ) -> None:
     url = request.getfixturevalue("amqp_url") if transport == "amqp" else "memory://"
     producer_db, consumer_db = make_db(tmp_path, "producer"), make_db(tmp_path, "consumer")
-    consumer = EventConsumer(
-        consumer_db, url, Subscription(consumer_name, {"dossier.PatientCreated": record_effect})
-    )
-    with bus.connect(url) as conn:
-        consumer.declare(conn)
+    consumer = declared_consumer(consumer_db, url, consumer_name)
     running(consumer)
     running(OutboxRelay(producer_db, url))
     created = [create_patient(producer_db) for _ in range(20)]
@@ -140,11 +144,7 @@ def test_a_batch_applied_is_acknowledged_so_a_restarted_consumer_gets_nothing_ag
     # The consumer settles a whole batch with one ack (multiple=True): every message of it
     # must be gone from the queue once the consumer disconnects.
     producer_db, consumer_db = make_db(tmp_path, "producer"), make_db(tmp_path, "consumer")
-    consumer = EventConsumer(
-        consumer_db, amqp_url, Subscription(consumer_name, {"dossier.PatientCreated": record_effect})
-    )
-    with bus.connect(amqp_url) as conn:
-        consumer.declare(conn)
+    consumer = declared_consumer(consumer_db, amqp_url, consumer_name)
     for _ in range(60):
         create_patient(producer_db)
     relay = OutboxRelay(producer_db, amqp_url)
@@ -177,11 +177,7 @@ def test_a_worker_whose_database_connections_were_cut_goes_on_and_applies_every_
     relay_db = make_db(tmp_path, "producer", postgres_database, pre_ping=False)
     consumer_db = make_db(tmp_path, "consumer", postgres_database, pre_ping=False)
     reader = make_db(tmp_path, "reader", postgres_database)
-    consumer = EventConsumer(
-        consumer_db, amqp_url, Subscription(consumer_name, {"dossier.PatientCreated": record_effect})
-    )
-    with bus.connect(amqp_url) as conn:
-        consumer.declare(conn)
+    consumer = declared_consumer(consumer_db, amqp_url, consumer_name)
     running(consumer)
     running(OutboxRelay(relay_db, amqp_url))
     first = [create_patient(producer_db) for _ in range(5)]
@@ -207,11 +203,7 @@ def test_with_the_broker_down_nothing_is_lost_and_all_arrives_once_it_is_back(
     tmp_path: Any, amqp_url: str, consumer_name: str, running: Any
 ) -> None:
     producer_db, consumer_db = make_db(tmp_path, "producer"), make_db(tmp_path, "consumer")
-    consumer = EventConsumer(
-        consumer_db, amqp_url, Subscription(consumer_name, {"dossier.PatientCreated": record_effect})
-    )
-    with bus.connect(amqp_url) as conn:
-        consumer.declare(conn)
+    consumer = declared_consumer(consumer_db, amqp_url, consumer_name)
     running(consumer)
 
     unreachable = "amqp://guest:guest@127.0.0.1:1//"  # nothing listens there
@@ -250,11 +242,7 @@ def test_the_same_message_delivered_twice_changes_nothing(
     tmp_path: Any, amqp_url: str, consumer_name: str, running: Any
 ) -> None:
     producer_db, consumer_db = make_db(tmp_path, "producer"), make_db(tmp_path, "consumer")
-    consumer = EventConsumer(
-        consumer_db, amqp_url, Subscription(consumer_name, {"dossier.PatientCreated": record_effect})
-    )
-    with bus.connect(amqp_url) as conn:
-        consumer.declare(conn)
+    consumer = declared_consumer(consumer_db, amqp_url, consumer_name)
     running(consumer)
     create_patient(producer_db)
     relay = OutboxRelay(producer_db, amqp_url)
