@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 PROBLEM_JSON = "application/problem+json"
@@ -40,6 +41,18 @@ class Problem(Exception):
 
 def invalid(field: str, detail: str) -> Problem:
     return Problem(422, "Invalid input", detail, field=field)
+
+
+def date_field(field: str, value: Any, *, required: bool = False) -> date | None:
+    """An input date (ISO, YYYY-MM-DD): None when empty and not required, else a 422 naming it."""
+    if isinstance(value, date):
+        return value
+    if value in (None, "") and not required:
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError as exc:
+        raise invalid(field, f"{field} must be a date as YYYY-MM-DD") from exc
 
 
 def not_found(what: str) -> Problem:

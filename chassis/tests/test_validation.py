@@ -38,3 +38,16 @@ SCHEMA = {
 def test_the_field_named_is_the_one_to_correct(body: object, field: str) -> None:
     (error,) = list(Draft4Validator(SCHEMA).iter_errors(body))
     assert body_field(error) == field
+
+
+def test_a_date_is_read_as_iso_and_a_wrong_one_is_refused_naming_its_field() -> None:
+    from datetime import date
+
+    from chassis.problems import Problem, date_field
+
+    assert date_field("due_date", "2026-12-01") == date(2026, 12, 1)
+    assert date_field("due_date", "") is None and date_field("due_date", None) is None
+    for value, required in (("01/12/2026", False), (None, True), ("2026-02-30", False)):
+        with pytest.raises(Problem) as refused:
+            date_field("due_date", value, required=required)
+        assert refused.value.status == 422 and refused.value.field == "due_date"

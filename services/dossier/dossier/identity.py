@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from chassis.auth import Actor
 from chassis.db import Database, UnitOfWork, new_id, utcnow
-from chassis.problems import Problem, conflict, invalid, not_found
+from chassis.problems import Problem, conflict, date_field, invalid, not_found
 from dossier import domain, domain_identity, domain_matching
 from dossier.domain import PLACEHOLDER_BIRTH_DATE, IdentityRuleError
 from dossier.domain_matching import Identity, Match
@@ -25,13 +25,10 @@ from dossier.models import Consent, Habilitation, IdentityHistory, Patient
 SEARCH_ROW_LIMIT = 400  # rows scored per search at most (a placeholder date searches names only)
 
 
-def _parse_date(field: str, value: Any) -> date:
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError as exc:
-        raise invalid(field, f"{field} must be a date as YYYY-MM-DD") from exc
+def _required_date(field: str, value: Any) -> date:
+    parsed = date_field(field, value, required=True)
+    assert parsed is not None
+    return parsed
 
 
 def _rule(exc: IdentityRuleError) -> Problem:
@@ -217,7 +214,7 @@ def _search_traits(body: dict[str, Any], today: date, *, search: bool) -> Identi
         return Identity(
             birth_name=domain.check_name("birth_name", body.get("birth_name") or ""),
             first_name=domain.check_name("first_name", body.get("first_name") or ""),
-            birth_date=domain.check_birth_date(_parse_date("birth_date", body.get("birth_date")), today),
+            birth_date=domain.check_birth_date(_required_date("birth_date", body.get("birth_date")), today),
             sex=sex,
             birth_place=domain.check_birth_place(body.get("birth_place") or ""),
             used_name=domain.check_name("used_name", used) if used else None,
@@ -298,7 +295,7 @@ def create_patient(db: Database, actor: Actor, body: dict[str, Any], today: date
         traits = domain.strict_traits(
             birth_name=body["birth_name"],
             first_name=body["first_name"],
-            birth_date=_parse_date("birth_date", body["birth_date"]),
+            birth_date=_required_date("birth_date", body["birth_date"]),
             sex=body["sex"],
             birth_place=body["birth_place"],
             today=today,
@@ -316,7 +313,7 @@ def create_patient(db: Database, actor: Actor, body: dict[str, Any], today: date
             attested=consent_body.get("attested") is True,
             given_by=consent_body.get("given_by", ""),
             given_by_name=consent_body.get("given_by_name"),
-            given_on=_parse_date("consent.given_on", consent_body.get("given_on", today.isoformat())),
+            given_on=_required_date("consent.given_on", consent_body.get("given_on", today.isoformat())),
             collected_by=actor.person_id,
             today=today,
         )
@@ -459,7 +456,7 @@ def update_identity(
             strict = domain.strict_traits(
                 birth_name=body.get("birth_name", patient.birth_name),
                 first_name=body.get("first_name", patient.first_name),
-                birth_date=_parse_date("birth_date", body.get("birth_date", patient.birth_date)),
+                birth_date=_required_date("birth_date", body.get("birth_date", patient.birth_date)),
                 sex=body.get("sex", patient.sex),
                 birth_place=body.get("birth_place", patient.birth_place),
                 today=today,
@@ -690,7 +687,7 @@ def record_consent(
             attested=body.get("attested") is True,
             given_by=body.get("given_by", ""),
             given_by_name=body.get("given_by_name"),
-            given_on=_parse_date("given_on", body.get("given_on", today.isoformat())),
+            given_on=_required_date("given_on", body.get("given_on", today.isoformat())),
             collected_by=actor.person_id,
             today=today,
         )

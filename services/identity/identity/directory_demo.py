@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from chassis.db import Database, utcnow
 from identity import domain
 from identity.models import DirectoryTerm, Membership, Person, Structure
+from identity.usecases import directory_term_rows
 
 SEED = 20261130
 COMMUNES_CSV = Path(__file__).parent / "data" / "communes.csv"
@@ -286,7 +287,7 @@ def generate(entries: int, *, seed: int = SEED, now: datetime | None = None) -> 
         by_kind_commune.setdefault((kind, commune.name), []).append(row)
         if kind == "hospital":
             hospitals.append(row)
-        terms += _terms(
+        terms += directory_term_rows(
             "s", sid, row["sort_key"], [name], [(commune.name, commune.postal_code)], [("kind", kind)]
         )
 
@@ -347,7 +348,7 @@ def generate(entries: int, *, seed: int = SEED, now: datetime | None = None) -> 
         if structure is not None:
             memberships.append({"person_id": pid, "structure_id": structure["id"], "created_at": now})
         codes = [("prof", profession)] + ([("member", structure["id"])] if structure is not None else [])
-        terms += _terms(
+        terms += directory_term_rows(
             "p", pid, person["sort_key"], [first, last], [(commune.name, commune.postal_code)], codes
         )
     return Directory(structures, persons, memberships, terms)
@@ -371,20 +372,6 @@ def _pool(
             if profession in practice_of.get(s["id"], (profession,))
         ]
     return cache[key]
-
-
-def _terms(
-    entry_type: str,
-    eid: str,
-    sort_key: str,
-    names: list[str | None],
-    places: list[tuple[str | None, str | None]],
-    codes: list[tuple[str, str | None]],
-) -> list[dict[str, str]]:
-    return [
-        {"entry_type": entry_type, "entry_id": eid, "field": field, "term": term, "sort_key": sort_key}
-        for field, term in domain.directory_terms(names, places, codes)
-    ]
 
 
 def _chunks(rows: list[dict[str, Any]], size: int = 5000) -> Iterator[list[dict[str, Any]]]:

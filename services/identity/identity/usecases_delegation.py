@@ -11,7 +11,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from chassis.db import Database, UnitOfWork, new_id, utcnow
-from chassis.problems import Problem, conflict, forbidden, invalid, not_found
+from chassis.problems import Problem, conflict, date_field, forbidden, invalid, not_found
 from identity import domain_delegation as rules
 from identity.domain_delegation import Action, DelegationError, Party, Status
 from identity.models import Delegation, Person
@@ -25,17 +25,6 @@ def _problem(exc: DelegationError) -> Problem:
     if exc.kind == "conflict":
         return conflict(exc.detail)
     return invalid(exc.field or "body", exc.detail)
-
-
-def _parse_date(value: Any, field: str) -> date | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError as exc:
-        raise invalid(field, f"{field} must be a date (YYYY-MM-DD)") from exc
 
 
 def _live(on: date) -> Any:
@@ -67,7 +56,7 @@ def request_delegation(
     try:
         rules.check_parties(grantor_id, delegate_id)
         scopes = rules.check_scopes(body.get("scopes"))
-        ends_on = rules.check_ends_on(_parse_date(body.get("ends_on"), "ends_on"), on)
+        ends_on = rules.check_ends_on(date_field("ends_on", body.get("ends_on")), on)
     except DelegationError as exc:
         raise _problem(exc) from exc
     with db.unit_of_work(delegate_id) as uow:

@@ -12,7 +12,7 @@ from sqlalchemy import and_, case, exists, func, or_, select, update
 
 from chassis.auth import Actor
 from chassis.db import Database, UnitOfWork, new_id, utcnow
-from chassis.problems import Problem, conflict, forbidden, invalid, not_found
+from chassis.problems import Problem, conflict, date_field, forbidden, invalid, not_found
 from chassis.readmodels import set_habilitation
 from taches import domain
 from taches.models import (
@@ -29,17 +29,6 @@ from taches.models import (
 )
 
 EXPORT_LIMIT = 10_000
-
-
-def _parse_date(field: str, value: Any) -> date | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError as exc:
-        raise invalid(field, f"{field} must be a date as YYYY-MM-DD") from exc
 
 
 def _rule(exc: domain.TaskRuleError) -> Problem:
@@ -200,7 +189,7 @@ def _locked_task(session: Any, task_id: str) -> Task:
 
 def create_task(db: Database, actor: Actor, patient_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """TSK-1, TSK-2: a task on one patient (plus linked ones), for habilitated recipients."""
-    due_date = _parse_date("due_date", body.get("due_date"))
+    due_date = date_field("due_date", body.get("due_date"))
     now = utcnow()
     with db.unit_of_work(actor.person_id) as uow:
         session = uow.session
@@ -351,7 +340,7 @@ def update_task(db: Database, actor: Actor, task_id: str, body: dict[str, Any]) 
             if "comment" in body:
                 after["comment"] = domain.check_comment(body["comment"])
             if "due_date" in body:
-                after["due_date"] = _parse_date("due_date", body["due_date"])
+                after["due_date"] = date_field("due_date", body["due_date"])
             if "zone" in body:
                 after["zone"] = domain.check_zone(body["zone"])
             if "form_id" in body:
@@ -762,8 +751,8 @@ def _filter_of(params: dict[str, Any], default_statuses: Sequence[str]) -> domai
             recipients=params.get("recipient"),
             zones=params.get("zone"),
             actions=params.get("action"),
-            due_from=_parse_date("due_from", params.get("due_from")),
-            due_to=_parse_date("due_to", params.get("due_to")),
+            due_from=date_field("due_from", params.get("due_from")),
+            due_to=date_field("due_to", params.get("due_to")),
             sort=params.get("sort"),
             order=params.get("order"),
         )
