@@ -14,6 +14,7 @@ import os
 import sys
 
 from chassis.logs import setup_logging
+from chassis.process import freeze_startup_heap
 from chassis.settings import SERVICES, Settings
 
 
@@ -57,7 +58,9 @@ def _run_target(target: str) -> None:
         from gateway.app import create_gateway
 
         settings = Settings.from_env("gateway")
-        uvicorn.run(create_gateway(settings), host=_listen_host(), port=settings.port, log_config=None)
+        gateway = create_gateway(settings)
+        freeze_startup_heap()
+        uvicorn.run(gateway, host=_listen_host(), port=settings.port, log_config=None)
         return
     service, _, part = target.rpartition("-")
     if service not in SERVICES or part not in ("web", "worker"):
@@ -73,7 +76,7 @@ def _run_target(target: str) -> None:
         import uvicorn
 
         settings = definition.settings()
-        uvicorn.run(definition.create_app(settings), host=_listen_host(), port=settings.port, log_config=None)
+        uvicorn.run(definition.create_process_app(), host=_listen_host(), port=settings.port, log_config=None)
 
 
 def _distributed(workers: int) -> None:

@@ -18,6 +18,7 @@ import uvicorn
 
 from chassis import bus
 from chassis.db import Database
+from chassis.process import freeze_startup_heap
 from chassis.settings import Settings
 from chassis.worker import Worker
 from coordo.registry import all_services
@@ -121,6 +122,7 @@ def run(demo: bool = True, host: str = "127.0.0.1") -> None:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     suite.start()
+    freeze_startup_heap()
     log.info("Coordo is running (embedded mode): http://127.0.0.1:%d — Ctrl-C to stop", gateway_port)
     print(
         f"Coordo is running (embedded mode): http://127.0.0.1:{gateway_port}  —  Ctrl-C to stop", flush=True

@@ -82,6 +82,14 @@ class EventConsumer:
         self.handled = 0
         self.max_batch = max_batch
         self._pending: list[_Delivery] = []
+        # One statement for any batch size, compiled once: executed with a list of keys,
+        # SQLAlchemy sends it as one multi-row INSERT (insertmanyvalues) and returns the
+        # keys that were new. (`.values([...])` would be a new, uncached statement per size.)
+        table = db.processed_messages
+        insert = sqlite_insert if db.is_sqlite else postgresql_insert
+        self._insert_keys = (
+            insert(table).on_conflict_do_nothing().returning(table.c.consumer_id, table.c.message_id)
+        )
         self._retry_publisher = bus.Publisher(broker_url)
         # kombu's in-memory transport ignores `multiple` on an ack: ack one by one there.
         self._acks_many = not bus.is_memory(broker_url)
@@ -141,9 +149,8 @@ class EventConsumer:
             new = {
                 (row.consumer_id, row.message_id)
                 for row in uow.session.execute(
-                    self._insert_keys(
-                        [{"consumer_id": q, "message_id": m, "processed_at": now} for q, m in sorted(keys)]
-                    )
+                    self._insert_keys,
+                    [{"consumer_id": q, "message_id": m, "processed_at": now} for q, m in sorted(keys)],
                 )
             }
             for envelope, queue_name, headers in items:
@@ -160,16 +167,6 @@ class EventConsumer:
                 outcomes.append(True)
             uow.commit()
         return outcomes
-
-    def _insert_keys(self, rows: list[dict[str, Any]]) -> Any:
-        table = self.db.processed_messages
-        insert = sqlite_insert if self.db.is_sqlite else postgresql_insert
-        return (
-            insert(table)
-            .values(rows)
-            .on_conflict_do_nothing()
-            .returning(table.c.consumer_id, table.c.message_id)
-        )
 
     def _handle_one_by_one(
         self, items: list[tuple[dict[str, Any], str, dict[str, Any] | None]]

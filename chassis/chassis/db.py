@@ -15,13 +15,17 @@ from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Insert,
     Integer,
     MetaData,
     String,
     Table,
     TypeDecorator,
+    bindparam,
     create_engine,
     event,
+    func,
+    select,
     text,
 )
 from sqlalchemy.orm import Session, sessionmaker
@@ -117,6 +121,20 @@ def make_engine(url: str, pre_ping: bool = True) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=pre_ping)
 
 
+def outbox_insert(outbox: Table, *, notify: bool) -> Insert:
+    """The INSERT of an outbox row. On PostgreSQL it also sends NOTIFY on `OUTBOX_CHANNEL`,
+    in the same round trip: the notification is delivered at commit (never for a rolled
+    back transaction) to the relay LISTENing in the service's worker, so a committed event
+    is published at once rather than at the next poll. Several in one transaction are
+    delivered as one."""
+    if not notify:
+        return outbox.insert()
+    columns = ["message_id", "routing_key", "envelope", "created_at", "attempts"]
+    wake = select(func.pg_notify(OUTBOX_CHANNEL, "")).subquery("wake")
+    values = select(*(bindparam(name, type_=outbox.c[name].type) for name in columns)).select_from(wake)
+    return outbox.insert().from_select(columns, values)
+
+
 class Database:
     """One service's database: engine, sessions, and its outbox wake-up signal."""
 
@@ -131,6 +149,9 @@ class Database:
         self.engine = make_engine(self.url, pre_ping)
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
         self.outbox = metadata.tables["outbox"]
+        # Built once: every use case that emits runs it, and a statement built per call
+        # costs its cache key each time.
+        self.outbox_insert = outbox_insert(self.outbox, notify=not self.is_sqlite)
         self.processed_messages = metadata.tables["processed_messages"]
         # Set after a commit that wrote events, so an in-process relay wakes at once.
         self.outbox_signal = threading.Event()
@@ -175,22 +196,19 @@ class UnitOfWork:
             version=version,
         )
         self.session.execute(
-            self.db.outbox.insert().values(
-                message_id=envelope["id"],
-                routing_key=f"{self.db.service}.{event_type}",
-                envelope=envelope,
-                created_at=utcnow(),
-                attempts=0,
-            )
+            self.db.outbox_insert,
+            {
+                "message_id": envelope["id"],
+                "routing_key": f"{self.db.service}.{event_type}",
+                "envelope": envelope,
+                "created_at": utcnow(),
+                "attempts": 0,
+            },
         )
         self._emitted += 1
         return envelope
 
     def commit(self) -> None:
-        if self._emitted and not self.db.is_sqlite:
-            # Delivered at commit to the relay LISTENing in the service's worker process,
-            # so a committed event is published at once rather than at the next poll.
-            self.session.execute(text(f"NOTIFY {OUTBOX_CHANNEL}"))
         self.session.commit()
         if self._emitted:
             self._emitted = 0

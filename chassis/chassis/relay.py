@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import psycopg
 from opentelemetry import trace
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from chassis import tracing
 from chassis.bus import OutgoingMessage, Publisher, PublishError
@@ -83,27 +83,29 @@ class OutboxRelay:
         self.max_backoff_s = max_backoff_s
         self.tracer = tracing.tracer(db.service)
         self.failures = 0
+        # Claim and mark in one statement (one round trip, not three); the mark commits only
+        # after the broker confirmed: a failed publish rolls it back. Built once: the relay
+        # runs it hundreds of times a second, and building it again costs its cache key.
+        outbox = db.outbox
+        oldest_pending = (
+            select(outbox.c.position)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.position)
+            .limit(batch_size)
+        )
+        if not db.is_sqlite:
+            oldest_pending = oldest_pending.with_for_update(skip_locked=True)
+        self._claim = (
+            update(outbox)
+            .where(outbox.c.position.in_(oldest_pending.scalar_subquery()))
+            .values(published_at=bindparam("now"))
+            .returning(outbox.c.position, outbox.c.routing_key, outbox.c.envelope)
+        )
 
     def publish_pending(self) -> int:
         """Publish one batch; return how many rows were sent. Raises PublishError."""
-        outbox = self.db.outbox
         with self.db.session_factory() as session, session.begin():
-            # Claim and mark in one statement (one round trip, not three); the mark commits
-            # only after the broker confirmed: a failed publish rolls it back.
-            claim = (
-                select(outbox.c.position)
-                .where(outbox.c.published_at.is_(None))
-                .order_by(outbox.c.position)
-                .limit(self.batch_size)
-            )
-            if not self.db.is_sqlite:
-                claim = claim.with_for_update(skip_locked=True)
-            claimed = session.execute(
-                update(outbox)
-                .where(outbox.c.position.in_(claim.scalar_subquery()))
-                .values(published_at=datetime.now(UTC))
-                .returning(outbox.c.position, outbox.c.routing_key, outbox.c.envelope)
-            ).all()
+            claimed = session.execute(self._claim, {"now": datetime.now(UTC)}).all()
             if not claimed:
                 return 0
             rows = sorted(claimed, key=lambda row: row.position)  # RETURNING keeps no order

@@ -18,6 +18,7 @@ from sqlalchemy import MetaData
 from chassis import migrate
 from chassis.consumer import Subscription
 from chassis.db import Database
+from chassis.process import freeze_startup_heap
 from chassis.settings import Settings
 from chassis.web import create_service_app
 from chassis.worker import Worker
@@ -82,6 +83,13 @@ class ServiceDefinition:
         )
         if self.configure_app is not None:
             self.configure_app(app, settings, db)
+        return app
+
+    def create_process_app(self) -> connexion.AsyncApp | connexion.FlaskApp:
+        """The app of a process that serves this service alone until it stops (gunicorn's
+        factory, `coordo run --target <service>-web`): settings from the environment."""
+        app = self.create_app()
+        freeze_startup_heap()
         return app
 
     def create_worker(self, settings: Settings | None = None, db: Database | None = None) -> Worker:

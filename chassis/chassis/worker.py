@@ -11,6 +11,7 @@ from typing import Any
 from chassis import bus
 from chassis.consumer import EventConsumer, Subscription
 from chassis.db import Database
+from chassis.process import freeze_startup_heap
 from chassis.relay import OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Worker:
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         self.start()
+        freeze_startup_heap()
         log.info("worker %s running", self.db.service)
         while not self.stop_event.wait(1.0):
             pass

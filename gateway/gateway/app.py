@@ -766,6 +766,9 @@ def create_gateway(
 def create_app() -> GatewayApp:
     """Factory for gunicorn: `gunicorn -k uvicorn_worker.UvicornWorker 'gateway.app:create_app()'`."""
     from chassis.logs import setup_logging
+    from chassis.process import freeze_startup_heap
 
     setup_logging()
-    return create_gateway()
+    app = create_gateway()
+    freeze_startup_heap()
+    return app

@@ -32,6 +32,7 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, create_engine,
 from chassis import bus
 from chassis.consumer import EventConsumer, Subscription
 from chassis.db import Database, UnitOfWork, add_chassis_tables
+from chassis.process import freeze_startup_heap
 from chassis.relay import OutboxRelay
 
 
@@ -129,7 +130,7 @@ def producer_process(url: str, rate: float, seconds: float, threads: int, out: s
         worker.start()
     for worker in workers:
         worker.join()
-    Path(out).write_text(json.dumps(committed))
+    Path(out).write_text(json.dumps({"committed": committed, "cpu_s": time.process_time()}))
 
 
 def producer(
@@ -147,12 +148,23 @@ def producer(
         proc.join()
 
 
-def relay_process(url: str, stop_after: float) -> None:
+def relay_process(url: str, stop_after: float, out: str) -> None:
     db = Database(url, metadata(), "dossier", pre_ping=False)  # as a service worker's
     relay = OutboxRelay(db, AMQP)  # as in a service worker: woken by NOTIFY
+    confirmed: list[tuple[str, float]] = []
+    publish = relay.publisher.publish
+
+    def timed(messages: list[Any]) -> None:
+        publish(messages)  # returns once the broker confirmed the batch
+        now = time.time()
+        confirmed.extend((message.envelope["id"], now) for message in messages)
+
+    relay.publisher.publish = timed  # type: ignore[method-assign]
     stop = threading.Event()
     threading.Timer(stop_after, stop.set).start()
+    freeze_startup_heap()  # as a service worker does once started
     relay.run(stop)
+    Path(out).write_text(json.dumps({"confirmed": confirmed, "cpu_s": time.process_time()}))
 
 
 def record(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
@@ -171,11 +183,23 @@ def consumer_process(url: str, queue_prefix: str, stop_after: float, ready: Any,
     db = Database(url, metadata(), "cercle", pre_ping=False)  # as a service worker's
     consumer = EventConsumer(db, AMQP, Subscription(queue_prefix, {"dossier.PatientCreated": record}))
     committed: list[tuple[str, float]] = []
+    received: list[tuple[str, float]] = []
     apply_batch = consumer.handle_batch
+    on_message = consumer._on_message
+
+    def timed_receipt(body: Any, message: Any, connection: Any) -> None:
+        on_message(body, message, connection)
+        received.append((consumer._pending[-1].envelope["id"], time.time()))
+
+    consumer._on_message = timed_receipt  # type: ignore[method-assign]
+
+    started: list[tuple[str, float]] = []
 
     def timed(items: list[tuple[dict[str, Any], str, dict[str, Any] | None]]) -> list[bool | Exception]:
+        begin = time.time()
         outcomes = apply_batch(items)  # one transaction, committed when it returns
         now = time.time()
+        started.extend((envelope["id"], begin) for envelope, _, _ in items)
         committed.extend((envelope["id"], now) for envelope, _, _ in items)
         return outcomes
 
@@ -184,10 +208,15 @@ def consumer_process(url: str, queue_prefix: str, stop_after: float, ready: Any,
     threading.Timer(stop_after, stop.set).start()
     thread = threading.Thread(target=consumer.run, args=(stop,))
     thread.start()
+    freeze_startup_heap()  # as a service worker does once started
     consumer.ready.wait(30)
     ready.set()
     thread.join()
-    Path(out).write_text(json.dumps(committed))
+    Path(out).write_text(
+        json.dumps(
+            {"committed": committed, "received": received, "started": started, "cpu_s": time.process_time()}
+        )
+    )
 
 
 def relay_throughput(backlog: int) -> float:
@@ -220,14 +249,26 @@ def latency(rate: float, seconds: float) -> tuple[list[float], int]:
     consumer = mp.Process(target=consumer_process, args=(consumer_url, prefix, total, ready, consumer_out))
     consumer.start()
     ready.wait(30)
-    relay = mp.Process(target=relay_process, args=(producer_url, total))
+    relay_out = str(work / "relay.json")
+    relay = mp.Process(target=relay_process, args=(producer_url, total, relay_out))
     relay.start()
     time.sleep(1)
     producer(producer_url, rate, seconds, producer_outs)
     relay.join()
     consumer.join()
-    produced = dict(item for out in producer_outs for item in json.loads(Path(out).read_text()))
-    applied = dict(json.loads(Path(consumer_out).read_text()))
+    produced_by = [json.loads(Path(out).read_text()) for out in producer_outs]
+    produced = dict(item for out in produced_by for item in out["committed"])
+    consumed = json.loads(Path(consumer_out).read_text())
+    applied, received = dict(consumed["committed"]), dict(consumed["received"])
+    batch_started = dict(consumed["started"])
+    relayed = json.loads(Path(relay_out).read_text())
+    confirmed = dict(relayed["confirmed"])
+    # CPU each side spends per event (the whole run: includes idle waiting and start-up).
+    events = max(len(produced), 1)
+    print(
+        f"CPU per event: producers {1000 * sum(p['cpu_s'] for p in produced_by) / events:.2f} ms, "
+        f"relay {1000 * relayed['cpu_s'] / events:.2f} ms, consumer {1000 * consumed['cpu_s'] / events:.2f} ms"
+    )
     # Where the time goes: the relay stamps `published_at` when it claims the row.
     engine = create_engine(producer_url.replace("postgresql://", "postgresql+psycopg://"))
     outbox = metadata().tables["outbox"]
@@ -240,10 +281,30 @@ def latency(rate: float, seconds: float) -> tuple[list[float], int]:
         for queue in bus.consumer_queue(f"{prefix}.dossier.events", ["dossier.PatientCreated"]):
             queue(conn.default_channel).delete()
     both = [m for m in applied if m in produced]
+    batches = len(set(batch_started.values()))
+    print(
+        f"consumer: {len(applied)} events in {batches} transactions (mean {len(applied) / max(batches, 1):.1f} a batch)"
+    )
     STAGES["commit → relay claims it"] = [(published[m] - produced[m]) * 1000 for m in both]
-    STAGES["claim → publish, confirm, delivery, consumer commit"] = [
-        (applied[m] - published[m]) * 1000 for m in both
+    STAGES["claim → broker confirmed the batch"] = [(confirmed[m] - published[m]) * 1000 for m in both]
+    STAGES["claim → consumer received it"] = [(received[m] - published[m]) * 1000 for m in both]
+    STAGES["received → its batch's transaction begins"] = [
+        (batch_started[m] - received[m]) * 1000 for m in both
     ]
+    STAGES["the batch's transaction (apply + commit)"] = [
+        (applied[m] - batch_started[m]) * 1000 for m in both
+    ]
+    # Are the slow ones spread out (queueing) or bunched in a few seconds (a stall)?
+    by_second: dict[int, list[float]] = {}
+    for m in both:
+        by_second.setdefault(int(produced[m]), []).append((applied[m] - produced[m]) * 1000)
+    worst = sorted((max(v), s) for s, v in by_second.items())
+    start = min(by_second)
+    print(
+        "slowest event in each second of the run (ms): "
+        + " ".join(f"{max(by_second[s]):.0f}" for s in sorted(by_second))
+        + f"; worst seconds: {', '.join(f'+{s - start}s' for _, s in worst[-3:])}"
+    )
     return [(applied[m] - produced[m]) * 1000 for m in both], len(produced)
 
 

@@ -124,6 +124,9 @@ def asgi(flask_app: flask.Flask) -> Any:
 def create_app() -> Any:
     """Factory for gunicorn (distributed mode and `coordo run --target web`)."""
     from chassis.logs import setup_logging
+    from chassis.process import freeze_startup_heap
 
     setup_logging()
-    return asgi(create_web())
+    app = asgi(create_web())
+    freeze_startup_heap()
+    return app

@@ -23,4 +23,4 @@ SERVICE = ServiceDefinition(
 
 def create_app() -> connexion.AsyncApp | connexion.FlaskApp:
     """Factory for gunicorn: `gunicorn -k uvicorn_worker.UvicornWorker 'dossier.app:create_app()'`."""
-    return SERVICE.create_app()
+    return SERVICE.create_process_app()

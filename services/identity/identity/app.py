@@ -39,4 +39,4 @@ SERVICE = ServiceDefinition(
 
 def create_app() -> connexion.FlaskApp:
     """Factory for gunicorn: `gunicorn -k uvicorn_worker.UvicornWorker 'identity.app:create_app()'`."""
-    return SERVICE.create_app()
+    return SERVICE.create_process_app()

@@ -24,4 +24,4 @@ SERVICE = ServiceDefinition(
 
 def create_app() -> connexion.AsyncApp | connexion.FlaskApp:
     """Factory for gunicorn: `gunicorn -k uvicorn_worker.UvicornWorker 'notify.app:create_app()'`."""
-    return SERVICE.create_app()
+    return SERVICE.create_process_app()
