@@ -330,9 +330,13 @@ def main() -> None:
         from sqlalchemy.dialects.postgresql import psycopg as _  # noqa: F401
 
         typed = identity._search_traits(queries[0][2], TODAY, search=True)
-        stmt = identity.candidate_statement("postgresql", typed, TODAY)
+        found = identity.candidate_statement("postgresql", typed, TODAY)
+        assert found is not None
+        stmt, parameters = found
         compiled = stmt.compile(dialect=postgresql.psycopg.dialect())
-        explain = conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + str(compiled), compiled.params)
+        explain = conn.exec_driver_sql(
+            "EXPLAIN (ANALYZE, BUFFERS) " + str(compiled), {**compiled.params, **parameters}
+        )
         plan = [row[0] for row in explain]
 
     total_hits = [h for values in hits.values() for h in values]

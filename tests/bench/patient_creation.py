@@ -25,7 +25,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 PG = os.environ.get("COORDO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
 DB_NAME = "bench_dossier_creation"
@@ -45,6 +45,53 @@ def fresh_database() -> str:
         conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
     admin.dispose()
     return f"{PG}/{DB_NAME}"
+
+
+def copy_database(url: str) -> str:
+    """A copy of the loaded base (PostgreSQL clones it from a template) for the raw replay."""
+    copy = f"{DB_NAME}_replay"
+    admin = create_engine(
+        f"{PG}/postgres".replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{copy}" TEMPLATE "{DB_NAME}"'))
+    admin.dispose()
+    return f"{PG}/{copy}"
+
+
+def _recorder(sent: list[list[tuple[str, Any, bool]]]) -> Any:
+    def record(
+        _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool
+    ) -> None:
+        if sent:
+            sent[-1].append((statement, parameters, executemany))
+
+    return record
+
+
+def replay(url: str, sent: list[list[tuple[str, Any, bool]]]) -> tuple[list[float], float]:
+    """The use case's statements sent again by psycopg alone, one transaction per creation:
+    the database's share of a creation, without the ORM, the domain rules or Python's scoring."""
+    import psycopg
+
+    latencies: list[float] = []
+    with psycopg.connect(url) as conn:
+        started_all = time.perf_counter()
+        for creation in sent:
+            started = time.perf_counter()
+            with conn.cursor() as cursor:
+                for statement, parameters, executemany in creation:
+                    if executemany:
+                        cursor.executemany(statement, parameters)
+                    else:
+                        cursor.execute(statement, parameters)
+                        if cursor.description is not None:
+                            cursor.fetchall()
+            conn.commit()
+            latencies.append((time.perf_counter() - started) * 1000)
+        rate = len(sent) / (time.perf_counter() - started_all)
+    return latencies, rate
 
 
 def creation_body(person: dict[str, Any]) -> dict[str, Any]:
@@ -126,6 +173,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers per web process")
     args = parser.parse_args()
     os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+    os.environ.setdefault("COORDO_VALIDATE_EVENTS", "0")  # as deployed (deploy/): checked in CI
 
     import psycopg
 
@@ -144,6 +192,7 @@ def main() -> None:
         bulk_insert(url, generate(args.base, seed=3))
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ANALYZE patients")
+    replay_url = copy_database(url)
 
     # New identities (another seed), each created once through the service, once raw.
     people = list(generate(args.creations * 2, seed=4242))
@@ -176,17 +225,28 @@ def main() -> None:
 
     actor = Actor("person-bench", None, ("dac-bench",), None, False, (), None)
     use_case_ms: list[float] = []
+    # What each creation sent to PostgreSQL, statement by statement, for the raw replay.
+    sent: list[list[tuple[str, Any, bool]]] = []
+    # Without the pool's pre-ping: a deployment setting (one round trip per checkout), not
+    # the use case's work, and the replay has none.
+    use_case_db = SERVICE.database(settings, pre_ping=False)
+    capture = _recorder(sent)
+    event.listen(use_case_db.engine, "before_cursor_execute", capture)
     cpu_started = time.process_time()
     for person in list(generate(args.creations, seed=5151)):
         body = creation_body(person)
+        sent.append([])
         started = time.perf_counter()
         try:
-            identity.create_patient(db, actor, body, datetime.now(UTC).date())
+            identity.create_patient(use_case_db, actor, body, datetime.now(UTC).date())
         except (Problem, IdentityRuleError):
-            pass
+            sent.pop()  # refused (a homonym): nothing committed, nothing to replay
         use_case_ms.append((time.perf_counter() - started) * 1000)
     use_case_cpu = (time.process_time() - cpu_started) * 1000 / args.creations
+    event.remove(use_case_db.engine, "before_cursor_execute", capture)
+    use_case_db.dispose()
     db.dispose()
+    replay_ms, replay_rate = replay(replay_url, sent)
 
     columns = [
         "id", "birth_name", "first_name", "birth_date", "sex", "birth_place", "identity_status", "incomplete",
@@ -232,7 +292,21 @@ def main() -> None:
         f"raw psycopg INSERT + commit: p50 {statistics.median(raw_ms):.2f} ms, "
         f"p99 {percentile(raw_ms, 99):.2f} ms, {raw_rate:.0f} rows/s"
     )
-    print(f"service / raw throughput: {service_rate / raw_rate:.2f}x")
+    statements = statistics.mean(len(creation) for creation in sent)
+    print(
+        f"raw psycopg, the same work: the use case's {statements:.1f} statements per creation replayed on a copy "
+        f"of the base, one commit each: p50 {statistics.median(replay_ms):.2f} ms, p99 {percentile(replay_ms, 99):.2f} ms, "
+        f"{replay_rate:.0f} creations/s"
+    )
+    use_case_rate = 1000 / statistics.mean(use_case_ms)
+    print(
+        f"use case / raw same work: {use_case_rate:.0f} / {replay_rate:.0f} creations/s = "
+        f"{use_case_rate / replay_rate:.2f}x (target: within 2x of raw, i.e. >= 0.5x)"
+    )
+    print(
+        f"service / raw same work: {service_rate / replay_rate:.2f}x; "
+        f"service / raw single INSERT: {service_rate / raw_rate:.2f}x"
+    )
     os.environ.pop("COORDO_OIDC_ISSUER", None)  # the suite runs its own provider
     gateway = through_gateway(args)
     for clients, (ms, rate, conflicts) in gateway.items():

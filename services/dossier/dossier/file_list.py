@@ -109,7 +109,7 @@ def grant(conn: Connection | Session, patient_id: str, holder: str, created: Pat
             return  # not a file of this service (yet): nothing to list
         values, last = found, _last_update(conn, patient_id)
         conn.execute(delete(ROWS).where(ROWS.c.holder == holder, ROWS.c.patient_id == patient_id))
-    conn.execute(insert(ROWS).values(holder=holder, patient_id=patient_id, last_update=last, **values))
+    conn.execute(_INSERT_ROW, {"holder": holder, "patient_id": patient_id, "last_update": last, **values})
 
 
 def _new_patient_values(patient: Patient) -> dict[str, Any]:
@@ -198,6 +198,10 @@ def rebuild(conn: Connection, batch: int = 5000) -> int:
     return len(rows)
 
 
+# Built once: every creation and every grant runs them.
+_INSERT_ROW = insert(ROWS)
+_INSERT_FEED_ENTRY = insert(FeedEntry.__table__)
+
 # Patients created in the session's transaction whose file has nothing else yet (no
 # status, no death, not listed for anyone): their rows are built from the object.
 _FRESH = "coordo_fresh_patients"
@@ -226,18 +230,19 @@ def _after_flush(session: Session, _context: Any) -> None:
     conn = session.connection()
     for patient in created:  # the first line of the news feed (PAT-14)
         conn.execute(
-            insert(FeedEntry.__table__).values(
-                id=new_id(),
-                patient_id=patient.id,
-                kind="event",
-                event_type="PatientCreated",
-                ref_id=patient.id,
-                actor_id=patient.created_by,
-                importance="normal",
-                text=None,
-                active=False,
-                occurred_at=patient.created_at or utcnow(),
-            )
+            _INSERT_FEED_ENTRY,
+            {
+                "id": new_id(),
+                "patient_id": patient.id,
+                "kind": "event",
+                "event_type": "PatientCreated",
+                "ref_id": patient.id,
+                "actor_id": patient.created_by,
+                "importance": "normal",
+                "text": None,
+                "active": False,
+                "occurred_at": patient.created_at or utcnow(),
+            },
         )
     for hab in habilitations:
         holder = domain_file.holder_key(hab.holder_kind, hab.holder_id)

@@ -6,10 +6,11 @@ carry ids and codes only: never a name, birth date or NIR.
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ARRAY, Date, String, and_, any_, bindparam, or_, select
+from sqlalchemy import ARRAY, Date, Select, String, and_, any_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from chassis.auth import Actor
@@ -152,42 +153,52 @@ _CANDIDATE_COLUMNS = (
 )
 
 
-def _within(dialect: str, column: Any, values: list[Any], item_type: Any) -> Any:
+def _within(dialect: str, column: Any, name: str, item_type: Any) -> Any:
     """`column = ANY(:array)` on PostgreSQL: one bound parameter, so the statement text is the
-    same for every search (compiled once, prepared by psycopg); IN (...) elsewhere."""
+    same for every search (prepared by psycopg); an expanding IN (...) elsewhere."""
     if dialect == "postgresql":
-        return column == any_(bindparam(None, values, type_=ARRAY(item_type)))
-    return column.in_(values)
+        return column == any_(bindparam(name, type_=ARRAY(item_type)))
+    return column.in_(bindparam(name, expanding=True))
 
 
-def candidate_statement(dialect: str, typed: Identity, today: date) -> Any:
+@functools.cache
+def _candidate_select(dialect: str, by_date: bool, by_name: bool, near: bool) -> Select[Any]:
+    """One statement per shape, built once: a search only binds its dates and keys (building
+    and hashing the statement again cost more than PostgreSQL's part of the search)."""
+    conditions = []
+    if by_date:
+        conditions.append(_within(dialect, Patient.birth_date, "exact_dates", Date()))
+    if by_name:
+        for column in (Patient.name_key_birth, Patient.name_key_used, Patient.name_key_first):
+            keys = _within(dialect, column, "name_keys", String())
+            conditions.append(
+                and_(keys, _within(dialect, Patient.birth_date, "near_dates", Date())) if near else keys
+            )
+    return select(*_CANDIDATE_COLUMNS).where(or_(*conditions)).limit(SEARCH_ROW_LIMIT)
+
+
+def candidate_statement(dialect: str, typed: Identity, today: date) -> tuple[Any, dict[str, Any]] | None:
     """Index lookups only: same (or day/month-swapped) birth date, or a Phonex name key with a
-    near birth date (BitmapOr of four index scans on PostgreSQL). None when nothing to look up."""
+    near birth date (BitmapOr of four index scans on PostgreSQL). The statement and its
+    parameters; None when nothing to look up."""
     keys = sorted(domain_matching.query_keys(typed))
     exact = sorted(domain_matching.exact_dates(typed))
-    conditions = []
-    if exact:
-        conditions.append(_within(dialect, Patient.birth_date, exact, Date()))
-    if keys:
-        near: list[date] | None = None  # unknown date: the names alone decide
-        if typed.birth_date != PLACEHOLDER_BIRTH_DATE:
-            near = sorted(domain_matching.near_dates(typed.birth_date, today))
-        for column in (Patient.name_key_birth, Patient.name_key_used, Patient.name_key_first):
-            by_name = _within(dialect, column, keys, String())
-            conditions.append(
-                and_(by_name, _within(dialect, Patient.birth_date, near, Date())) if near else by_name
-            )
-    if not conditions:
+    near: list[date] = []  # unknown date: the names alone decide
+    if keys and typed.birth_date != PLACEHOLDER_BIRTH_DATE:
+        near = sorted(domain_matching.near_dates(typed.birth_date, today))
+    if not exact and not keys:
         return None
-    return select(*_CANDIDATE_COLUMNS).where(or_(*conditions)).limit(SEARCH_ROW_LIMIT)
+    statement = _candidate_select(dialect, bool(exact), bool(keys), bool(near))
+    return statement, {"exact_dates": exact, "name_keys": keys, "near_dates": near}
 
 
 def find_candidates(session: Session, typed: Identity, today: date) -> list[tuple[Any, Match]]:
     """Candidates scored in Python, best first, as light rows (the columns a candidate shows)."""
-    statement = candidate_statement(session.get_bind().dialect.name, typed, today)
-    if statement is None:
+    found = candidate_statement(session.get_bind().dialect.name, typed, today)
+    if found is None:
         return []
-    rows = session.execute(statement).all()
+    statement, parameters = found
+    rows = session.execute(statement, parameters).all()
     return domain_matching.rank(typed, [(row, _as_identity(row)) for row in rows])
 
 
