@@ -178,6 +178,7 @@ def main() -> None:
     import psycopg
 
     from chassis import auth
+    from chassis.process import freeze_startup_heap
     from dossier.app import SERVICE
     from dossier.demo_patients import bulk_insert, generate
     from tests.support.issuer import TestIssuer
@@ -200,6 +201,7 @@ def main() -> None:
 
     db = SERVICE.database(settings)
     client = SERVICE.create_app(settings, db).test_client()
+    freeze_startup_heap()  # as the service's web process does once its app is built
     headers = {
         "Authorization": "Bearer " + issuer.mint("person-bench", extra_claims={"structures": ["dac-bench"]})
     }

@@ -10,7 +10,7 @@ import functools
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ARRAY, Date, Select, String, and_, any_, bindparam, or_, select
+from sqlalchemy import ARRAY, Date, Select, String, and_, any_, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
 from chassis.auth import Actor
@@ -282,18 +282,25 @@ def _set_keys(patient: Patient) -> None:
 def _history(
     uow: UnitOfWork, patient: Patient, actor: Actor, action: str, changes: dict[str, Any], before: str | None
 ) -> None:
-    uow.session.add(
-        IdentityHistory(
-            id=new_id(),
-            patient_id=patient.id,
-            changed_at=utcnow(),
-            changed_by=actor.person_id,
-            action=action,
-            changes={k: [_jsonable(v[0]), _jsonable(v[1])] for k, v in changes.items()},
-            status_before=before,
-            status_after=patient.identity_status,
-        )
+    # Append-only and never read back in the transaction: a plain INSERT, not an ORM object.
+    uow.session.execute(
+        _INSERT_HISTORY,
+        {
+            "id": new_id(),
+            "patient_id": patient.id,
+            "changed_at": utcnow(),
+            "changed_by": actor.person_id,
+            "action": action,
+            "changes": {k: [_jsonable(v[0]), _jsonable(v[1])] for k, v in changes.items()},
+            "status_before": before,
+            "status_after": patient.identity_status,
+        },
     )
+
+
+# Built once: every creation and identity change runs them.
+_INSERT_HISTORY = insert(IdentityHistory.__table__)
+_INSERT_CONSENT = insert(Consent.__table__)
 
 
 def _jsonable(value: Any) -> Any:
@@ -368,18 +375,6 @@ def create_patient(db: Database, actor: Actor, body: dict[str, Any], today: date
             patient.confirmed_despite_candidates = True
             patient.confirmed_candidate_ids = [p.id for p, _ in found]
         uow.session.add(patient)
-        uow.session.flush()  # the consent and history rows reference it
-        uow.session.add(
-            Consent(
-                id=new_id(),
-                patient_id=patient.id,
-                given_by=consent.given_by,
-                given_by_name=consent.given_by_name,
-                given_on=consent.given_on,
-                collected_by=consent.collected_by,
-                recorded_at=now,
-            )
-        )
         # The creator sees the file at once (PAT-6); cercle confirms with HabilitationGranted.
         uow.session.add(
             Habilitation(
@@ -389,6 +384,21 @@ def create_patient(db: Database, actor: Actor, body: dict[str, Any], today: date
                 active=True,
                 updated_at=now,
             )
+        )
+        # One flush for both (the file list's row follows the habilitation in it), before
+        # the consent and history rows that reference the patient.
+        uow.session.flush()
+        uow.session.execute(
+            _INSERT_CONSENT,
+            {
+                "id": new_id(),
+                "patient_id": patient.id,
+                "given_by": consent.given_by,
+                "given_by_name": consent.given_by_name,
+                "given_on": consent.given_on,
+                "collected_by": consent.collected_by,
+                "recorded_at": now,
+            },
         )
         created = {
             f: (None, getattr(patient, f)) for f in domain_identity.STRICT_FIELDS if getattr(patient, f)
