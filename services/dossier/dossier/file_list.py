@@ -24,6 +24,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    inspect,
     or_,
     select,
     update,
@@ -215,7 +216,10 @@ def _after_flush(session: Session, _context: Any) -> None:
     fresh: dict[str, Patient] = session.info.setdefault(_FRESH, {})
     for obj in (*session.new, *session.dirty):
         if isinstance(obj, Habilitation):
-            habilitations.append(obj)
+            # A grant confirmed again (cercle's HabilitationGranted after the creation's own
+            # row) changes only its date: the list row is right already.
+            if obj in session.new or inspect(obj).attrs.active.history.has_changes():
+                habilitations.append(obj)
         elif isinstance(obj, Patient) and obj in session.new:
             created.append(obj)
         elif isinstance(obj, Patient):

@@ -1023,10 +1023,14 @@ def apply_habilitation(uow: UnitOfWork, envelope: dict[str, Any], active: bool) 
     changed_at = datetime.fromisoformat(envelope["occurred_at"])
     # Only a file that exists can be granted on: it is known from now on.
     _know_patient(uow, data["patient_id"], changed_at)
+    known = uow.session.get(Habilitation, (data["patient_id"], data["holder_kind"], data["holder_id"]))
+    was_active = known.active if known is not None else None
     latest = _set_habilitation(
         uow, data["patient_id"], data["holder_kind"], data["holder_id"], active, changed_at
     )
-    if latest:
+    # A grant confirmed again (after the creation's PatientCreated) orphaned and restored
+    # nothing: only a change of state moves assignments.
+    if latest and was_active != active:
         # Revoked: the holder's tasks on the file leave its dashboard for the super users';
         # granted again: the assignments nobody reassigned come back.
         _set_orphaned(
