@@ -68,15 +68,18 @@ def wrk(url: str, token: str, seconds: int, connections: int, threads: int = 1) 
     return figures
 
 
-def raw_flask_floor(
-    factory: str, path: str, token: str, args: argparse.Namespace, database_url: str
+def floor(
+    factory: str, path: str, token: str, args: argparse.Namespace, database_url: str, asgi: bool = False
 ) -> dict[str, float]:
-    """The same route on raw Flask under gunicorn's sync workers (tests/bench/floors.py)."""
+    """The same route on a floor app (tests/bench/floors.py) under gunicorn: sync workers for
+    raw Flask, the uvicorn worker for an ASGI app."""
     port = free_port_block(1)
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "COORDO_FLOOR_DATABASE_URL": database_url, "PYTHONPATH": str(root)}
     gunicorn = Path(sys.executable).parent / "gunicorn"
     command = [str(gunicorn), "-w", str(args.workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
+    if asgi:
+        command += ["-k", "uvicorn_worker.UvicornWorker"]
     process = subprocess.Popen([*command, f"tests.bench.floors:{factory}()"], env=env, cwd=root)
     try:
         url = f"http://127.0.0.1:{port}{path}"
@@ -119,10 +122,12 @@ def main() -> None:
         through = wrk(f"{gateway}{path}", token, args.seconds, args.connections)
         direct_1 = wrk(f"{dossier}{path}", token, args.seconds, 1)
         through_1 = wrk(f"{gateway}{path}", token, args.seconds, 1)
+        database_url = suite.env["COORDO_DOSSIER_DATABASE_URL"]
         floors = {
-            name: raw_flask_floor(factory, path, token, args, suite.env["COORDO_DOSSIER_DATABASE_URL"])
+            name: floor(factory, path, token, args, database_url)
             for name, factory in (("hello", "hello_app"), ("same work", "same_work_app"))
         }
+        connexion_hello = floor("connexion_hello_app", path, token, args, database_url, asgi=True)
 
     print("Coordo gateway benchmark — distributed mode on this machine")
     print(
@@ -141,12 +146,18 @@ def main() -> None:
     print(
         f"  ratio gateway/direct: {through['rps'] / direct['rps']:.2f}x (target ≥ 0.5x; naive gateway floor 0.11-0.16x)"
     )
-    for name, floor in floors.items():
+    for name, figures in floors.items():
         print(
-            f"  raw Flask, {name + ':':11s}{floor['rps']:8.0f} req/s  p50 {floor['p50']:.2f} ms  p99 {floor['p99']:.2f} ms  non-2xx {floor['errors']:.0f}"
-            f"  -> dossier (connexion) reaches {direct['rps'] / floor['rps']:.2f}x (target ≥ 0.5x)"
+            f"  raw Flask, {name + ':':11s}{figures['rps']:8.0f} req/s  p50 {figures['p50']:.2f} ms  p99 {figures['p99']:.2f} ms  non-2xx {figures['errors']:.0f}"
+            f"  -> dossier (connexion) reaches {direct['rps'] / figures['rps']:.2f}x (target ≥ 0.5x)"
         )
     print("  (the issue's raw Flask floor: 5,259 req/s for a route with no work)")
+    hello = floors["hello"]
+    print(
+        f"  connexion alone, no work (AsyncApp, request+response validation, uvicorn worker): {connexion_hello['rps']:.0f} req/s  "
+        f"p50 {connexion_hello['p50']:.2f} ms  p99 {connexion_hello['p99']:.2f} ms  non-2xx {connexion_hello['errors']:.0f}"
+        f"  -> {connexion_hello['rps'] / hello['rps']:.2f}x raw Flask no work (target ≥ 0.5x; the issue's connexion 3 floor: 0.41x)"
+    )
     print(
         f"unloaded (1 connection): direct p50 {direct_1['p50']:.2f} ms, gateway p50 {through_1['p50']:.2f} ms, "
         f"added {through_1['p50'] - direct_1['p50']:.2f} ms (target ≤ 1 ms; naive gateway added 2.5 ms)"
