@@ -28,6 +28,8 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from chassis import events
@@ -133,6 +135,21 @@ def outbox_insert(outbox: Table, *, notify: bool) -> Insert:
     wake = select(func.pg_notify(OUTBOX_CHANNEL, "")).subquery("wake")
     values = select(*(bindparam(name, type_=outbox.c[name].type) for name in columns)).select_from(wake)
     return outbox.insert().from_select(columns, values)
+
+
+_INSERTS_IF_ABSENT: dict[tuple[str, Table], Insert] = {}
+
+
+def insert_if_absent(session: Session, table: Table, values: dict[str, Any]) -> None:
+    """Insert a row unless one with the same key exists (`INSERT … ON CONFLICT DO NOTHING`
+    on PostgreSQL and SQLite): one statement where reading first, then inserting, took two.
+    For read-model rows that the first event creates and later ones find there."""
+    dialect = session.get_bind().dialect.name
+    statement = _INSERTS_IF_ABSENT.get((dialect, table))
+    if statement is None:
+        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+        statement = _INSERTS_IF_ABSENT[(dialect, table)] = insert(table).on_conflict_do_nothing()
+    session.execute(statement, values)
 
 
 class Database:

@@ -18,7 +18,7 @@ from cercle import domain
 from cercle.clock import Clock
 from cercle.models import BreakGlassGrant, Delegation, Invitation, KnownPatient, Member, Person
 from chassis.auth import Actor
-from chassis.db import Database, UnitOfWork, new_id, utcnow
+from chassis.db import Database, UnitOfWork, insert_if_absent, new_id, utcnow
 from chassis.problems import Problem, conflict, forbidden, invalid, not_found
 
 log = logging.getLogger(__name__)
@@ -987,15 +987,16 @@ def record_patient(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     session = uow.session
     patient_id = _uuid(data["patient_id"])
     created_at = datetime.fromisoformat(envelope["occurred_at"])
-    if session.get(KnownPatient, patient_id) is None:
-        session.add(
-            KnownPatient(
-                patient_id=patient_id,
-                owner_kind=data["owner_kind"],
-                owner_id=data["owner_id"],
-                created_at=created_at,
-            )
-        )
+    insert_if_absent(
+        session,
+        KnownPatient.__table__,
+        {
+            "patient_id": patient_id,
+            "owner_kind": data["owner_kind"],
+            "owner_id": data["owner_id"],
+            "created_at": created_at,
+        },
+    )
     member = session.scalar(
         select(Member).where(
             Member.patient_id == patient_id,

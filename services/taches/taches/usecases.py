@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import and_, case, exists, func, or_, select, update
 
 from chassis.auth import Actor
-from chassis.db import Database, UnitOfWork, new_id, utcnow
+from chassis.db import Database, UnitOfWork, insert_if_absent, new_id, utcnow
 from chassis.problems import Problem, conflict, date_field, forbidden, invalid, not_found
 from chassis.readmodels import set_habilitation
 from taches import domain
@@ -983,8 +983,7 @@ def emit_due_soon(db: Database, today: date, lead_days: int, batch: int = 200) -
 
 
 def _know_patient(uow: UnitOfWork, patient_id: str, at: datetime) -> None:
-    if uow.session.get(KnownPatient, patient_id) is None:
-        uow.session.add(KnownPatient(patient_id=patient_id, known_since=at))
+    insert_if_absent(uow.session, KnownPatient.__table__, {"patient_id": patient_id, "known_since": at})
 
 
 def _set_habilitation(
