@@ -19,12 +19,10 @@ from typing import Any
 
 from kombu import Connection, Consumer, Message, Producer, Queue
 from opentelemetry import trace
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from chassis import bus, tracing
-from chassis.db import Database, UnitOfWork
+from chassis.db import Database, UnitOfWork, insert_on_conflict
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +84,10 @@ class EventConsumer:
         # SQLAlchemy sends it as one multi-row INSERT (insertmanyvalues) and returns the
         # keys that were new. (`.values([...])` would be a new, uncached statement per size.)
         table = db.processed_messages
-        insert = sqlite_insert if db.is_sqlite else postgresql_insert
         self._insert_keys = (
-            insert(table).on_conflict_do_nothing().returning(table.c.consumer_id, table.c.message_id)
+            insert_on_conflict(table, db.engine.dialect.name)
+            .on_conflict_do_nothing()
+            .returning(table.c.consumer_id, table.c.message_id)
         )
         self._retry_publisher = bus.Publisher(broker_url)
         # kombu's in-memory transport ignores `multiple` on an ack: ack one by one there.

@@ -137,6 +137,11 @@ def outbox_insert(outbox: Table, *, notify: bool) -> Insert:
     return outbox.insert().from_select(columns, values)
 
 
+def insert_on_conflict(table: Table, dialect: str) -> Any:
+    """The dialect's INSERT that takes `ON CONFLICT …` (PostgreSQL and SQLite both do)."""
+    return (sqlite_insert if dialect == "sqlite" else postgresql_insert)(table)
+
+
 _INSERTS_IF_ABSENT: dict[tuple[str, Table], Insert] = {}
 
 
@@ -147,8 +152,8 @@ def insert_if_absent(session: Session, table: Table, values: dict[str, Any]) -> 
     dialect = session.get_bind().dialect.name
     statement = _INSERTS_IF_ABSENT.get((dialect, table))
     if statement is None:
-        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
-        statement = _INSERTS_IF_ABSENT[(dialect, table)] = insert(table).on_conflict_do_nothing()
+        statement = insert_on_conflict(table, dialect).on_conflict_do_nothing()
+        _INSERTS_IF_ABSENT[(dialect, table)] = statement
     session.execute(statement, values)
 
 

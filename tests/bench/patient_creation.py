@@ -36,28 +36,16 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def fresh_database() -> str:
+def recreate_database(name: str, template: str | None = None) -> str:
+    """An empty database, or a copy of `template` (PostgreSQL clones it: the replay's base)."""
     admin = create_engine(
         f"{PG}/postgres".replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
     )
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
     admin.dispose()
-    return f"{PG}/{DB_NAME}"
-
-
-def copy_database(url: str) -> str:
-    """A copy of the loaded base (PostgreSQL clones it from a template) for the raw replay."""
-    copy = f"{DB_NAME}_replay"
-    admin = create_engine(
-        f"{PG}/postgres".replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{copy}" TEMPLATE "{DB_NAME}"'))
-    admin.dispose()
-    return f"{PG}/{copy}"
+    return f"{PG}/{name}"
 
 
 def _recorder(sent: list[list[tuple[str, Any, bool]]]) -> Any:
@@ -186,14 +174,14 @@ def main() -> None:
     issuer = TestIssuer().start()
     os.environ["COORDO_OIDC_ISSUER"] = issuer.issuer
     auth.configure_verifier(auth.TokenVerifier(issuer.issuer, "coordo"))
-    url = fresh_database()
+    url = recreate_database(DB_NAME)
     settings = replace(SERVICE.settings(), database_url=url)
     SERVICE.migrate(settings)
     if args.base:
         bulk_insert(url, generate(args.base, seed=3))
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ANALYZE patients")
-    replay_url = copy_database(url)
+    replay_url = recreate_database(f"{DB_NAME}_replay", template=DB_NAME)
 
     # New identities (another seed), each created once through the service, once raw.
     people = list(generate(args.creations * 2, seed=4242))
