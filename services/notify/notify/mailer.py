@@ -19,6 +19,7 @@ import smtplib
 import socket
 import ssl
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,7 +28,8 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import event, or_, select, update
+from sqlalchemy.orm import Session, object_session
 
 from chassis.db import Database, utcnow
 from chassis.settings import Settings, env, var_dir
@@ -185,6 +187,33 @@ class _Parcel:
         return [row.id for row in self.rows]
 
 
+# The senders of this process, woken as soon as a transaction that queued an e-mail
+# commits: the worker's consumers queue them in the same process, so an e-mail does not
+# wait for the next poll. The poll stays for the rest: retries coming due, and e-mails
+# queued by another process.
+_SENDERS: weakref.WeakSet[MailSender] = weakref.WeakSet()
+_QUEUED = "coordo_mail_queued"
+
+
+@event.listens_for(OutgoingEmail, "after_insert")
+def _mark_queued(_mapper: Any, _connection: Any, target: OutgoingEmail) -> None:
+    session = object_session(target)
+    if session is not None:
+        session.info[_QUEUED] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_senders(session: Session) -> None:
+    if session.info.pop(_QUEUED, False):
+        for sender in list(_SENDERS):
+            sender.wake.set()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_queued(session: Session) -> None:
+    session.info.pop(_QUEUED, None)
+
+
 class MailSender:
     def __init__(
         self,
@@ -201,7 +230,8 @@ class MailSender:
         self.batch_size = batch_size
         self.idle_wait_s = idle_wait_s
         self.domain_name = sender.rsplit("@", 1)[-1].strip("> ") or "coordo.local"
-        self.wake = threading.Event()  # set to look for e-mails at once (embedded mode, tests)
+        self.wake = threading.Event()  # set to look for e-mails at once
+        _SENDERS.add(self)
 
     def _address(self, session: Any, row: OutgoingEmail) -> str | None:
         if row.to_address:

@@ -799,6 +799,31 @@ def test_the_worker_sends_the_email_over_smtp_naming_the_event_without_clinical_
     assert all(m.status == "sent" for m in emails(db))
 
 
+def test_an_email_queued_by_the_consumer_is_sent_at_once_not_at_the_next_poll(
+    service: Any, smtp_server: tuple[Collector, int]
+):
+    _, db, settings = service
+    collector, port = smtp_server
+    people(db, settings)
+    # A poll far longer than the wait below: only the wake-up at commit can send it in time.
+    sender = MailSender(db, lambda: SmtpTransport(f"smtp://127.0.0.1:{port}"), idle_wait_s=60)
+    stop = threading.Event()
+    thread = threading.Thread(target=sender.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.5)  # its first look found nothing: it now waits
+        feed(db, settings, task_assigned(ADELINE))
+        deadline = time.monotonic() + 10
+        while not collector.envelopes and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        sender.wake.set()
+        thread.join(10)
+    assert [e.rcpt_tos for e in collector.envelopes] == [["adeline@dac.example"]]
+    assert [m.status for m in emails(db)] == ["sent"]
+
+
 def test_a_refused_send_is_retried_with_backoff_and_accepted_exactly_once(sqlite_service: Any):
     _, db, settings = sqlite_service
     people(db, settings)
