@@ -32,7 +32,8 @@ class HabilitationRow:
 
 
 def record_habilitation(session: Session, model: type[Any], envelope: dict[str, Any], active: bool) -> bool:
-    """Grant or revoke from a Habilitation* event. Returns whether it is now the latest word."""
+    """Grant or revoke from a Habilitation* event. Returns whether it changed the state (see
+    `set_habilitation`)."""
     data = envelope["data"]
     changed_at = datetime.fromisoformat(envelope["occurred_at"])
     return set_habilitation(
@@ -49,7 +50,12 @@ def set_habilitation(
     active: bool,
     changed_at: datetime,
 ) -> bool:
-    """An older event never overrides a newer one (delivery may be out of order)."""
+    """An older event never overrides a newer one (delivery may be out of order).
+
+    Returns whether this event changed who may see the file: a holder first known, or its
+    grant flipped. A grant confirmed again (cercle's HabilitationGranted after the
+    creation's own row) only moves the date and returns False, so nothing downstream
+    (orphaned assignments, list rows) needs to move."""
     row = session.get(model, (patient_id, holder_kind, holder_id))
     if row is None:
         session.add(
@@ -63,7 +69,8 @@ def set_habilitation(
         )
         return True
     if row.updated_at <= changed_at:
+        changed = row.active != active
         row.active = active
         row.updated_at = changed_at
-        return True
+        return changed
     return False

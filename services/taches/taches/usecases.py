@@ -989,7 +989,7 @@ def _know_patient(uow: UnitOfWork, patient_id: str, at: datetime) -> None:
 def _set_habilitation(
     uow: UnitOfWork, patient_id: str, kind: str, holder_id: str, active: bool, changed_at: datetime
 ) -> bool:
-    """Whether this event is now the latest word on the habilitation (out-of-order safe)."""
+    """Whether this event changed the habilitation (out-of-order safe: `set_habilitation`)."""
     return set_habilitation(uow.session, Habilitation, patient_id, kind, holder_id, active, changed_at)
 
 
@@ -1022,14 +1022,11 @@ def apply_habilitation(uow: UnitOfWork, envelope: dict[str, Any], active: bool) 
     changed_at = datetime.fromisoformat(envelope["occurred_at"])
     # Only a file that exists can be granted on: it is known from now on.
     _know_patient(uow, data["patient_id"], changed_at)
-    known = uow.session.get(Habilitation, (data["patient_id"], data["holder_kind"], data["holder_id"]))
-    was_active = known.active if known is not None else None
-    latest = _set_habilitation(
+    changed = _set_habilitation(
         uow, data["patient_id"], data["holder_kind"], data["holder_id"], active, changed_at
     )
-    # A grant confirmed again (after the creation's PatientCreated) orphaned and restored
-    # nothing: only a change of state moves assignments.
-    if latest and was_active != active:
+    # Only a change of state moves assignments (a grant confirmed again moved none).
+    if changed:
         # Revoked: the holder's tasks on the file leave its dashboard for the super users';
         # granted again: the assignments nobody reassigned come back.
         _set_orphaned(
