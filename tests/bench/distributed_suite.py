@@ -26,6 +26,7 @@ class RunningSuite:
     env: dict[str, str]
     gateway: str
     dossier: str
+    pids: dict[str, int]
 
     def token(self, username: str = "coordinateur") -> str:
         from identity.token_cli import fetch_token
@@ -60,6 +61,7 @@ def distributed_suite(
             env=env,
             gateway=f"http://127.0.0.1:{base}",
             dossier=env.get("COORDO_DOSSIER_URL", f"http://127.0.0.1:{base + 2}"),
+            pids={name: process.pid for name, process in suite.processes.items()},
         )
     finally:
         suite.stop()

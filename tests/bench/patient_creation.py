@@ -125,12 +125,17 @@ def _post_all(
     return latencies, len(batch) / (time.perf_counter() - started_all), sum(conflicts)
 
 
-def through_gateway(args: argparse.Namespace) -> dict[int, tuple[list[float], float, int]]:
-    """Creations through the gateway: {clients: (latencies ms, creations/s, 409 answers)}."""
+def through_gateway(
+    args: argparse.Namespace,
+) -> dict[int, tuple[list[float], float, int, dict[str, float]]]:
+    """Creations through the gateway: {clients: (latencies ms, creations/s, 409 answers,
+    CPU ms per creation of each process of the suite)}. The CPU is counted until every
+    consumer has gone quiet, so that the events a creation sets off are paid for too."""
     import httpx
     import psycopg
 
     from dossier.demo_patients import bulk_insert, generate
+    from tests.bench import cpu
     from tests.bench.distributed_suite import distributed_suite
 
     def load_base(env: dict[str, str]) -> None:
@@ -141,16 +146,65 @@ def through_gateway(args: argparse.Namespace) -> dict[int, tuple[list[float], fl
                 conn.execute("ANALYZE patients")
 
     people = [creation_body(p) for p in generate(args.creations * 3, seed=6161)]
-    results: dict[int, tuple[list[float], float, int]] = {}
+    results: dict[int, tuple[list[float], float, int, dict[str, float]]] = {}
     with distributed_suite(args.workers, before_start=load_base) as suite:
+        roots = {**suite.pids, "benchmark client": os.getpid()}
         headers = {"Authorization": f"Bearer {suite.token()}"}
         with httpx.Client(base_url=suite.gateway, headers=headers, timeout=30) as warm:
             for body in people[:20]:
                 warm.post("/api/patients", json=body)
         batches = {1: people[20 : 20 + args.creations], args.clients: people[20 + args.creations :]}
         for clients, batch in batches.items():
-            results[clients] = _post_all(suite.gateway, headers, batch, clients)
+            _wait_quiet(roots)
+            before = cpu.snapshot(roots)
+            latencies, rate, conflicts = _post_all(suite.gateway, headers, batch, clients)
+            after = _wait_quiet(roots)
+            results[clients] = (latencies, rate, conflicts, cpu.per_unit(before, after, len(batch)))
     return results
+
+
+def _wait_quiet(roots: dict[str, int]) -> dict[str, float]:
+    """Wait until the suite's workers and databases are idle (the events have all been
+    handled): less than 3 % of a core in the last half second. Returns that last snapshot."""
+    from tests.bench import cpu
+
+    previous = cpu.snapshot(roots)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        current = cpu.snapshot(roots)
+        busy = (
+            sum(current.values())
+            - sum(previous.values())
+            - (current["benchmark client"] - previous["benchmark client"])
+        )
+        if busy < 0.5 * 0.03 * os.cpu_count():  # type: ignore[operator]
+            return previous
+        previous = current
+    return previous
+
+
+def print_gateway(
+    gateway: dict[int, tuple[list[float], float, int, dict[str, float]]],
+    args: argparse.Namespace,
+    replay_rate: float | None,
+    raw_rate: float | None,
+) -> None:
+    from tests.bench import cpu
+
+    for clients, (ms, rate, conflicts, cpu_ms) in gateway.items():
+        floors = (
+            f" -> {rate / replay_rate:.2f}x raw same work, {rate / raw_rate:.2f}x raw single INSERT"
+            " (target: within 2x of raw)"
+            if replay_rate and raw_rate
+            else ""
+        )
+        print(
+            f"through the gateway (distributed mode, {args.workers} worker(s) per web process), "
+            f"{clients} client(s): p50 {statistics.median(ms):.1f} ms, p99 {percentile(ms, 99):.1f} ms, "
+            f"{rate:.0f} creations/s ({conflicts} answered 409){floors}"
+        )
+        print(f"  CPU per creation, until the events it set off are all handled: {cpu.describe(cpu_ms)}")
 
 
 def main() -> None:
@@ -159,9 +213,17 @@ def main() -> None:
     parser.add_argument("--base", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients through the gateway")
     parser.add_argument("--workers", type=int, default=1, help="gunicorn workers per web process")
+    parser.add_argument(
+        "--gateway-only",
+        action="store_true",
+        help="only the distributed suite (no in-process phases, no floors)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("OTEL_SDK_DISABLED", "true")
     os.environ.setdefault("COORDO_VALIDATE_EVENTS", "0")  # as deployed (deploy/): checked in CI
+    if args.gateway_only:
+        print_gateway(through_gateway(args), args, None, None)
+        return
 
     import psycopg
 
@@ -299,13 +361,7 @@ def main() -> None:
     )
     os.environ.pop("COORDO_OIDC_ISSUER", None)  # the suite runs its own provider
     gateway = through_gateway(args)
-    for clients, (ms, rate, conflicts) in gateway.items():
-        print(
-            f"through the gateway (distributed mode, {args.workers} worker(s) per web process), "
-            f"{clients} client(s): p50 {statistics.median(ms):.1f} ms, p99 {percentile(ms, 99):.1f} ms, "
-            f"{rate:.0f} creations/s ({conflicts} answered 409) -> {rate / replay_rate:.2f}x raw same work, "
-            f"{rate / raw_rate:.2f}x raw single INSERT (target: within 2x of raw)"
-        )
+    print_gateway(gateway, args, replay_rate, raw_rate)
     print(
         f"reproduce: .venv/bin/python -m tests.bench.patient_creation --creations {args.creations} --base {args.base}"
         f" --clients {args.clients} --workers {args.workers}"
