@@ -22,7 +22,7 @@ from opentelemetry import trace
 from sqlalchemy.exc import IntegrityError
 
 from chassis import bus, tracing
-from chassis.db import Database, UnitOfWork, insert_on_conflict
+from chassis.db import Database, UnitOfWork, insert_ignoring_conflicts
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,8 @@ class EventConsumer:
         # SQLAlchemy sends it as one multi-row INSERT (insertmanyvalues) and returns the
         # keys that were new. (`.values([...])` would be a new, uncached statement per size.)
         table = db.processed_messages
-        self._insert_keys = (
-            insert_on_conflict(table, db.engine.dialect.name)
-            .on_conflict_do_nothing()
-            .returning(table.c.consumer_id, table.c.message_id)
+        self._insert_keys = insert_ignoring_conflicts(table, db.engine.dialect.name).returning(
+            table.c.consumer_id, table.c.message_id
         )
         self._retry_publisher = bus.Publisher(broker_url)
         # kombu's in-memory transport ignores `multiple` on an ack: ack one by one there.

@@ -28,8 +28,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from chassis import events
@@ -137,9 +136,43 @@ def outbox_insert(outbox: Table, *, notify: bool) -> Insert:
     return outbox.insert().from_select(columns, values)
 
 
-def insert_on_conflict(table: Table, dialect: str) -> Any:
-    """The dialect's INSERT that takes `ON CONFLICT …` (PostgreSQL and SQLite both do)."""
-    return (sqlite_insert if dialect == "sqlite" else postgresql_insert)(table)
+# `INSERT … ON CONFLICT DO NOTHING` that SQLAlchemy 2.0 may cache. Its dialect INSERTs and
+# ON CONFLICT clauses declare no cache key (`inherit_cache = False`), so each execution
+# compiled the statement again, which cost more than PostgreSQL's own work for a consumed
+# event (py-spy on the workers). A DO NOTHING without target or condition holds no state
+# that changes its SQL: its class alone is a correct cache key. Any other ON CONFLICT set on
+# these statements is the dialect's own, uncacheable clause, compiled each time as before.
+
+
+class _PostgresqlDoNothing(postgresql.dml.OnConflictDoNothing):
+    inherit_cache = True
+    _traverse_internals = []  # noqa: RUF012 - SQLAlchemy's class-level declaration
+
+
+class _SqliteDoNothing(sqlite.dml.OnConflictDoNothing):
+    inherit_cache = True
+    _traverse_internals = []  # noqa: RUF012 - SQLAlchemy's class-level declaration
+
+
+class _PostgresqlInsert(postgresql.Insert):
+    inherit_cache = True
+
+
+class _SqliteInsert(sqlite.Insert):
+    inherit_cache = True
+
+
+def insert_ignoring_conflicts(table: Table, dialect: str) -> Insert:
+    """`INSERT INTO table … ON CONFLICT DO NOTHING` (PostgreSQL and SQLite), compiled once
+    and then taken from SQLAlchemy's cache. Add `.returning(…)` to learn which rows were new."""
+    statement: Insert
+    if dialect == "sqlite":
+        statement = _SqliteInsert(table)
+        statement._post_values_clause = _SqliteDoNothing()
+    else:
+        statement = _PostgresqlInsert(table)
+        statement._post_values_clause = _PostgresqlDoNothing()
+    return statement
 
 
 _INSERTS_IF_ABSENT: dict[tuple[str, Table], Insert] = {}
@@ -152,7 +185,7 @@ def insert_if_absent(session: Session, table: Table, values: dict[str, Any]) -> 
     dialect = session.get_bind().dialect.name
     statement = _INSERTS_IF_ABSENT.get((dialect, table))
     if statement is None:
-        statement = insert_on_conflict(table, dialect).on_conflict_do_nothing()
+        statement = insert_ignoring_conflicts(table, dialect)
         _INSERTS_IF_ABSENT[(dialect, table)] = statement
     session.execute(statement, values)
 
