@@ -137,6 +137,22 @@ def test_the_story_in_a_browser(browser: Any, web_suite: WebSuite, screens: Scre
     coordinator.get_by_role("button", name="Favori").click()
     expect(coordinator.get_by_role("button", name="Favori")).to_have_attribute("aria-pressed", "true")
     screens.check(coordinator, "04b-dossier-panneaux")
+    # PAT-18: the favourite filed in a group, the group shared with the DAC.
+    file_url = coordinator.url
+    coordinator.fill("#groupe-favori", "Sorties d'hôpital")
+    coordinator.get_by_role("button", name="Classer").click()
+    expect(coordinator.get_by_role("status").first).to_contain_text("groupe « Sorties d'hôpital »")
+    coordinator.get_by_role("link", name="Favoris").click()
+    group = coordinator.get_by_role("region", name="Sorties d'hôpital", exact=True)
+    expect(group).to_contain_text("LEFÈVRE")
+    expect(group).to_contain_text("non partagé")
+    group.get_by_label("Partagé avec").select_option(label="DAC Sud Essonne")
+    group.get_by_role("button", name=re.compile("Enregistrer")).click()
+    expect(coordinator.get_by_role("region", name="Sorties d'hôpital", exact=True)).to_contain_text(
+        "partagé avec DAC Sud Essonne"
+    )
+    screens.check(coordinator, "04c-favoris")
+    coordinator.goto(file_url)
 
     # -- the same identity again: identity vigilance proposes the file -----------------------------
     fill_traits(coordinator, suite)

@@ -105,6 +105,9 @@ class Gateway:
     def put(self, path: str, json: Any = None) -> ApiResponse:
         return self.request("PUT", path, json=json if json is not None else {})
 
+    def patch(self, path: str, json: Any = None) -> ApiResponse:
+        return self.request("PATCH", path, json=json if json is not None else {})
+
     def delete(self, path: str) -> ApiResponse:
         return self.request("DELETE", path)
 

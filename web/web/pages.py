@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import flask
 
@@ -1021,13 +1021,51 @@ def _form_date(name: str, text: str, problems: list[str], *, required: bool = Fa
 @bp.post("/patients/<uuid:patient_id>/favori")
 @login_required
 def favourite(patient_id: Any) -> Any:
-    """PAT-18: star or unstar the file."""
+    """PAT-18: star or unstar the file, or file it in one of my groups."""
     pid = str(patient_id)
-    if flask.request.form.get("action") == "retirer":
+    form = flask.request.form
+    if form.get("action") == "retirer":
         _done(gateway().delete(f"/patients/{pid}/favourite"), "Le dossier n'est plus dans vos favoris.")
     else:
-        _done(gateway().put(f"/patients/{pid}/favourite", json={}), "Le dossier est dans vos favoris ★.")
-    return flask.redirect(local_path(flask.request.form.get("retour"), f"/patients/{pid}"))
+        group = form.get("groupe", "").strip()
+        _done(
+            gateway().put(f"/patients/{pid}/favourite", json={"group_name": group} if group else {}),
+            f"Le dossier est dans vos favoris ★, groupe « {group} »."
+            if group
+            else "Le dossier est dans vos favoris ★.",
+        )
+    return flask.redirect(local_path(form.get("retour"), f"/patients/{pid}"))
+
+
+@bp.get("/favoris")
+@login_required
+def favourites() -> Any:
+    """PAT-18: my favourite groups, and those colleagues share with the structure I act for."""
+    response = gateway().get("/favourites")
+    groups = response.body.get("groups", []) if response.ok else []
+    shared_with = {g["shared_with_structure"] for g in groups if g.get("shared_with_structure")}
+    return render(
+        "favourites.html",
+        groups=groups,
+        owners={g["owner_id"]: _person_name(g["owner_id"]) for g in groups if not g["mine"]},
+        structures=me().get("structures", []),
+        names=structure_names(shared_with),
+        failed=None if response.ok else api_error(response),
+    )
+
+
+@bp.post("/favoris/groupe")
+@login_required
+def favourite_group() -> Any:
+    """Rename one of my groups and choose the structure it is shared with (or none)."""
+    form = flask.request.form
+    group = form.get("groupe", "")
+    body = {"name": form.get("nom", "").strip(), "shared_with_structure": form.get("partage") or None}
+    _done(
+        gateway().patch(f"/favourite-groups/{quote(group, safe='')}", json=body),
+        "Le groupe de favoris est enregistré.",
+    )
+    return flask.redirect("/favoris")
 
 
 @bp.post("/patients/<uuid:patient_id>/memos")

@@ -180,7 +180,11 @@ def unstar_patient(patient_id: str) -> tuple[None, int]:
 
 
 def list_favourites() -> dict[str, Any]:
-    return file.list_favourites(service_context().db, current_actor())
+    return file.list_favourites(service_context().db, current_actor(), _today())
+
+
+def update_favourite_group(group_name: str, body: dict[str, Any]) -> dict[str, Any]:
+    return file.update_favourite_group(service_context().db, current_actor(), group_name, body, _today())
 
 
 def list_zones() -> dict[str, Any]:

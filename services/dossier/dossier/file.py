@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from chassis.auth import Actor
@@ -873,18 +873,49 @@ def delete_zone(db: Database, actor: Actor, zone_id: str) -> None:
         uow.commit()
 
 
-def star(db: Database, actor: Actor, patient_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    shared = body.get("shared_with_structure")
+def _in_group(person_id: str, group_name: str | None) -> Any:
+    """My stars in one group (no name: the stars filed in no group, a group of their own)."""
+    name = Favourite.group_name.is_(None) if group_name is None else Favourite.group_name == group_name
+    return (Favourite.person_id == person_id) & name
+
+
+def _sharing_structure(actor: Actor, body: dict[str, Any]) -> str | None:
+    shared = body.get("shared_with_structure") or None
     if shared and shared not in actor.structures:
         raise invalid("shared_with_structure", "a favourite group is shared only with one of your structures")
+    return shared
+
+
+def _group_name(body: dict[str, Any], field: str) -> str | None:
+    return (body.get(field) or "").strip() or None
+
+
+def star(db: Database, actor: Actor, patient_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Star a file, in a group or none. A group is shared as a whole: a sharing given here
+    applies to every file of the group; without one, the file follows its group's."""
+    shared = _sharing_structure(actor, body)
+    group = _group_name(body, "group_name")
     with db.unit_of_work(actor.person_id) as uow:
-        _patient(uow.session, patient_id)
-        row = uow.session.get(Favourite, (actor.person_id, patient_id))
+        s = uow.session
+        _patient(s, patient_id)
+        if "shared_with_structure" in body:
+            s.execute(
+                update(Favourite)
+                .where(_in_group(actor.person_id, group))
+                .values(shared_with_structure=shared)
+            )
+        else:
+            shared = s.scalar(
+                select(Favourite.shared_with_structure)
+                .where(_in_group(actor.person_id, group), Favourite.patient_id != patient_id)
+                .limit(1)
+            )
+        row = s.get(Favourite, (actor.person_id, patient_id))
         if row is None:
             row = Favourite(person_id=actor.person_id, patient_id=patient_id, created_at=utcnow())
-            uow.session.add(row)
-        row.group_name = (body.get("group_name") or "").strip() or None
-        row.shared_with_structure = shared or None
+            s.add(row)
+        row.group_name = group
+        row.shared_with_structure = shared
         uow.commit()
         return favourite_view(row)
 
@@ -898,6 +929,42 @@ def unstar(db: Database, actor: Actor, patient_id: str) -> None:
         uow.commit()
 
 
+def update_favourite_group(
+    db: Database, actor: Actor, group_name: str, body: dict[str, Any], today: date
+) -> dict[str, Any]:
+    """Rename one of my groups (into another: they merge) and/or share it with one of my
+    structures (`null`: stop sharing). Every file of the group follows."""
+    group = group_name.strip() or None
+    shared = _sharing_structure(actor, body)
+    renamed = _group_name(body, "name") if "name" in body else group
+    with db.unit_of_work(actor.person_id) as uow:
+        s = uow.session
+        current = s.scalar(
+            select(Favourite.shared_with_structure).where(_in_group(actor.person_id, group)).limit(1)
+        )
+        if (
+            current is None
+            and s.scalar(select(Favourite.patient_id).where(_in_group(actor.person_id, group)).limit(1))
+            is None
+        ):
+            raise not_found("favourite group")
+        sharing = shared if "shared_with_structure" in body else current
+        moved = _in_group(actor.person_id, group) | _in_group(actor.person_id, renamed)
+        s.execute(update(Favourite).where(moved).values(group_name=renamed, shared_with_structure=sharing))
+        uow.commit()
+    groups = list_favourites(db, actor, today)["groups"]
+    return next(
+        (g for g in groups if g["mine"] and g["name"] == renamed),
+        {
+            "name": renamed,
+            "owner_id": actor.person_id,
+            "mine": True,
+            "shared_with_structure": sharing,
+            "patients": [],
+        },
+    )
+
+
 def favourite_view(row: Favourite) -> dict[str, Any]:
     return {
         "patient_id": row.patient_id,
@@ -908,25 +975,53 @@ def favourite_view(row: Favourite) -> dict[str, Any]:
     }
 
 
-def list_favourites(db: Database, actor: Actor) -> dict[str, Any]:
-    """Mine, and the groups colleagues shared with the structure I act for."""
+def list_favourites(db: Database, actor: Actor, today: date) -> dict[str, Any]:
+    """Mine, and the groups colleagues shared with the structure I act for: only the files I
+    may read (a shared group never shows a file its owner sees and I do not), each group
+    with the list's columns of its files."""
     with db.session_factory() as s:
-        mine = [
-            favourite_view(r)
-            for r in s.scalars(select(Favourite).where(Favourite.person_id == actor.person_id))
-        ]
-        shared = []
+        wanted = Favourite.person_id == actor.person_id
         if actor.structure_id:
-            shared = [
-                favourite_view(r)
-                for r in s.scalars(
-                    select(Favourite).where(
-                        Favourite.shared_with_structure == actor.structure_id,
-                        Favourite.person_id != actor.person_id,
-                    )
+            wanted = wanted | (
+                (Favourite.shared_with_structure == actor.structure_id)
+                & (Favourite.person_id != actor.person_id)
+            )
+        stars = list(s.scalars(select(Favourite).where(wanted).order_by(Favourite.created_at)))
+        holders = file_list.visible_holders(s, actor, today)
+        readable = set(
+            s.scalars(
+                select(file_list.ROWS.c.patient_id)
+                .where(
+                    file_list.ROWS.c.holder.in_(holders),
+                    file_list.ROWS.c.patient_id.in_({star.patient_id for star in stars}),
                 )
-            ]
-        return {"mine": mine, "shared": shared}
+                .distinct()
+            )
+        )
+        stars = [star for star in stars if star.patient_id in readable]
+        columns = {row["id"]: row for row in file_list.rows_for(s, actor, list(readable), today)}
+    groups: dict[tuple[bool, str, str], dict[str, Any]] = {}
+    for star in stars:
+        mine = star.person_id == actor.person_id
+        group = groups.setdefault(
+            (not mine, star.person_id, star.group_name or ""),
+            {
+                "name": star.group_name,
+                "owner_id": star.person_id,
+                "mine": mine,
+                "shared_with_structure": star.shared_with_structure,
+                "patients": [],
+            },
+        )
+        if star.patient_id in columns:
+            group["patients"].append(columns[star.patient_id])
+    for group in groups.values():
+        group["patients"].sort(key=lambda row: (row["birth_name"], row["first_name"]))
+    return {
+        "mine": [favourite_view(star) for star in stars if star.person_id == actor.person_id],
+        "shared": [favourite_view(star) for star in stars if star.person_id != actor.person_id],
+        "groups": [groups[key] for key in sorted(groups)],
+    }
 
 
 # -- the overview (PAT-7) ---------------------------------------------------------------------------------

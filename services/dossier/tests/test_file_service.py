@@ -463,11 +463,83 @@ def test_zones_follow_the_patient_commune_and_favourites_filter_the_list(
     assert [r["id"] for r in client.get("/api/file-list?favourites=false", headers=me).json()["items"]] == [
         bruno
     ]
-    colleague = {**bearer(issuer, "person-2"), "X-Act-As": "dac-1"}
-    shared = client.get("/api/favourites", headers=colleague).json()
-    assert [(f["patient_id"], f["group_name"]) for f in shared["shared"]] == [(alice, "Suivi hebdo")]
     assert client.delete(f"/api/patients/{alice}/favourite", headers=me).status_code == 204
     assert client.get("/api/favourites", headers=me).json()["mine"] == []
+
+
+def structure_habilitated(db: Any, patient_id: str, structure: str, member: int) -> None:
+    deliver(
+        db,
+        "cercle",
+        "HabilitationGranted",
+        patient_id,
+        {
+            "patient_id": patient_id,
+            "member_id": uid(member),
+            "holder_kind": "structure",
+            "holder_id": structure,
+            "basis": "member",
+        },
+    )
+
+
+def test_a_favourite_group_is_shared_as_a_whole_and_shows_colleagues_only_the_files_they_may_read(
+    service: Any, issuer: TestIssuer
+) -> None:
+    client, db = service
+    me = bearer(issuer, "person-1")
+    colleague = {**bearer(issuer, "person-2"), "X-Act-As": "dac-1"}
+    alice, bruno, chloe = (create(client, issuer, n) for n in range(3))
+    for n, patient in enumerate((alice, bruno)):
+        structure_habilitated(db, patient, "dac-1", 60 + n)  # the DAC follows two of the three
+
+    group = {"group_name": "Suivi hebdo"}
+    for patient in (alice, chloe):
+        assert client.put(f"/api/patients/{patient}/favourite", json=group, headers=me).status_code == 200
+    client.put(f"/api/patients/{bruno}/favourite", json={}, headers=me)
+    assert client.get("/api/favourites", headers=colleague).json()["groups"] == []  # not shared yet
+
+    shared = client.patch(
+        "/api/favourite-groups/Suivi hebdo", json={"shared_with_structure": "dac-1"}, headers=me
+    )
+    assert shared.status_code == 200, shared.text
+    assert shared.json()["shared_with_structure"] == "dac-1"
+    assert sorted(p["id"] for p in shared.json()["patients"]) == sorted([alice, chloe])
+    # A file starred into the group later follows the group's sharing.
+    client.put(f"/api/patients/{bruno}/favourite", json=group, headers=me)
+
+    seen = client.get("/api/favourites", headers=colleague).json()
+    (group_seen,) = seen["groups"]
+    assert (group_seen["name"], group_seen["owner_id"], group_seen["mine"]) == (
+        "Suivi hebdo",
+        "person-1",
+        False,
+    )
+    # chloe's file is in the group, but the DAC is not in her circle: the colleague never sees it.
+    assert sorted(p["id"] for p in group_seen["patients"]) == sorted([alice, bruno])
+    assert {p["birth_name"] for p in group_seen["patients"]} == {
+        person(0)["birth_name"].upper(),
+        person(1)["birth_name"].upper(),
+    }
+    assert chloe not in {f["patient_id"] for f in seen["shared"]}
+
+    mine = client.get("/api/favourites", headers=me).json()["groups"]
+    assert [(g["name"], len(g["patients"])) for g in mine] == [("Suivi hebdo", 3)]
+
+    renamed = client.patch(
+        "/api/favourite-groups/Suivi hebdo",
+        json={"name": "Sorties d'hôpital", "shared_with_structure": None},
+        headers=me,
+    )
+    assert renamed.json()["name"] == "Sorties d'hôpital" and renamed.json()["shared_with_structure"] is None
+    assert client.get("/api/favourites", headers=colleague).json()["groups"] == []
+
+    refused = client.patch(
+        "/api/favourite-groups/Sorties d'hôpital", json={"shared_with_structure": "hospital-9"}, headers=me
+    )
+    assert refused.status_code == 422 and refused.json()["field"] == "shared_with_structure"
+    assert client.patch("/api/favourite-groups/Inconnu", json={"name": "X"}, headers=me).status_code == 404
+    assert client.get("/api/favourites", headers=me).json()["groups"][0]["shared_with_structure"] is None
 
 
 def test_the_patient_export_is_readable_html_and_a_valid_fr_core_fhir_bundle(
