@@ -14,6 +14,7 @@ poll every `idle_wait_s` is only the safety net for a notification that was miss
 from __future__ import annotations
 
 import logging
+import select as os_select  # sqlalchemy.select is the other select here
 import threading
 import time
 from datetime import UTC, datetime
@@ -45,13 +46,16 @@ class CommitNotifications:
             if self.connection is None or self.connection.closed:
                 self.connection = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
                 self.connection.execute(f"LISTEN {OUTBOX_CHANNEL}")
-            # In slices, so that a stop (which sets `local`) is seen within 0.1 s.
+            # In slices, so that a stop (which sets `local`) is seen within 0.1 s. Waiting is
+            # select() on the connection, then one look for notifications: psycopg's own
+            # `notifies(timeout=…)` ends each wait spinning on zero-timeout polls until its
+            # deadline (its poll rounds the timeout down), a few hundred a second when idle.
             deadline = time.monotonic() + timeout
             while not local.is_set() and (left := deadline - time.monotonic()) > 0:
-                if any(True for _ in self.connection.notifies(timeout=min(left, 0.1), stop_after=1)):
+                readable, _, _ = os_select.select([self.connection.fileno()], [], [], min(left, 0.1))
+                # timeout=0 reads what arrived, once; several commits make one wake-up.
+                if readable and any([True for _ in self.connection.notifies(timeout=0)]):
                     break
-            for _ in self.connection.notifies(timeout=0):  # several commits, one wake-up
-                pass
         except psycopg.Error as exc:
             log.warning("outbox relay cannot listen for commits, polling instead: %s", exc)
             self.close()
