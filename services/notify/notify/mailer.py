@@ -28,7 +28,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import event, or_, select, update
+from sqlalchemy import case, event, func, or_, select, type_coerce, update
 from sqlalchemy.orm import Session, object_session
 
 from chassis.db import Database, utcnow
@@ -189,8 +189,9 @@ class _Parcel:
 
 # The senders of this process, woken as soon as a transaction that queued an e-mail
 # commits: the worker's consumers queue them in the same process, so an e-mail does not
-# wait for the next poll. The poll stays for the rest: retries coming due, and e-mails
-# queued by another process.
+# wait. Between wake-ups a sender sleeps until the next e-mail falls due (a retry, a
+# digest, the end of quiet hours), at most `idle_wait_s`: the net for e-mails queued by
+# another process.
 _SENDERS: weakref.WeakSet[MailSender] = weakref.WeakSet()
 _QUEUED = "coordo_mail_queued"
 
@@ -222,7 +223,7 @@ class MailSender:
         *,
         sender: str = DEFAULT_FROM,
         batch_size: int = 50,
-        idle_wait_s: float = 0.25,
+        idle_wait_s: float = 5.0,
     ) -> None:
         self.db = db
         self.transport_factory = transport_factory
@@ -232,6 +233,13 @@ class MailSender:
         self.domain_name = sender.rsplit("@", 1)[-1].strip("> ") or "coordo.local"
         self.wake = threading.Event()  # set to look for e-mails at once
         _SENDERS.add(self)
+        # When the next pending e-mail may be claimed: its next attempt, or the end of the
+        # lease another sender holds on it.
+        due = OutgoingEmail.next_attempt_at
+        leased = OutgoingEmail.locked_until
+        self._next_due = select(
+            type_coerce(func.min(case((leased > due, leased), else_=due)), due.type)
+        ).where(OutgoingEmail.status == "pending")
 
     def _address(self, session: Any, row: OutgoingEmail) -> str | None:
         if row.to_address:
@@ -369,8 +377,17 @@ class MailSender:
                 stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
                 continue
             if sent < self.batch_size:
-                self.wake.wait(self.idle_wait_s)
+                self.wake.wait(self.idle_wait(utcnow()))
                 self.wake.clear()
+
+    def idle_wait(self, now: datetime) -> float:
+        """Seconds to sleep unless woken: until the next pending e-mail falls due, at least
+        50 ms (a row another sender is claiming right now looks due), at most `idle_wait_s`."""
+        with self.db.engine.connect() as connection:
+            due = connection.execute(self._next_due).scalar()
+        if due is None:
+            return self.idle_wait_s
+        return min(self.idle_wait_s, max(0.05, (due - now).total_seconds()))
 
 
 def background(_settings: Settings, db: Database) -> list[Callable[[threading.Event], Any]]:
@@ -382,7 +399,7 @@ def background(_settings: Settings, db: Database) -> list[Callable[[threading.Ev
         MailSender(
             db,
             sender=env("COORDO_MAIL_FROM", DEFAULT_FROM) or DEFAULT_FROM,
-            idle_wait_s=float(env("COORDO_MAIL_POLL_S", "0.25") or 0.25),
+            idle_wait_s=float(env("COORDO_MAIL_POLL_S", "5") or 5),
             batch_size=10 if count > 1 else 50,
         )
         for _ in range(count)

@@ -824,6 +824,37 @@ def test_an_email_queued_by_the_consumer_is_sent_at_once_not_at_the_next_poll(
     assert [m.status for m in emails(db)] == ["sent"]
 
 
+def test_an_idle_sender_wakes_when_a_refused_email_falls_due_again_not_at_its_longest_sleep(
+    sqlite_service: Any,
+):
+    _, db, settings = sqlite_service
+    people(db, settings)
+    collector = Collector(fail=1)  # 451 once: retried after the first backoff
+    port = free_port()
+    controller = Controller(collector, hostname="127.0.0.1", port=port)
+    controller.start()
+    sender = MailSender(db, lambda: SmtpTransport(f"smtp://127.0.0.1:{port}"), idle_wait_s=60)
+    assert sender.idle_wait(utcnow()) == 60  # nothing pending: the longest sleep
+    stop = threading.Event()
+    thread = threading.Thread(target=sender.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        feed(db, settings, task_assigned(ADELINE))
+        started = time.monotonic()
+        while not collector.messages() and time.monotonic() - started < 30:
+            time.sleep(0.05)
+        waited = time.monotonic() - started
+    finally:
+        stop.set()
+        sender.wake.set()
+        thread.join(10)
+        controller.stop()
+    assert len(collector.refused) == 1 and len(collector.messages()) == 1
+    # Sent when its backoff ended (5 s), long before the sender's 60 s sleep.
+    assert 4 < waited < 15
+    assert [m.status for m in emails(db)] == ["sent"]
+
+
 def test_a_refused_send_is_retried_with_backoff_and_accepted_exactly_once(sqlite_service: Any):
     _, db, settings = sqlite_service
     people(db, settings)
