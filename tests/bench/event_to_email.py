@@ -246,7 +246,9 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=float, default=50.0, help="events per second")
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--poll", type=float, default=5.0, help="COORDO_MAIL_POLL_S of the sender (its longest idle sleep)")
+    parser.add_argument(
+        "--poll", type=float, default=5.0, help="COORDO_MAIL_POLL_S of the sender (its longest idle sleep)"
+    )
     parser.add_argument("--recipients", type=int, default=20)
     args = parser.parse_args()
     figures = run(args.rate, args.seconds, args.poll, args.recipients)
