@@ -939,16 +939,12 @@ def update_favourite_group(
     renamed = _group_name(body, "name") if "name" in body else group
     with db.unit_of_work(actor.person_id) as uow:
         s = uow.session
-        current = s.scalar(
+        found = s.execute(
             select(Favourite.shared_with_structure).where(_in_group(actor.person_id, group)).limit(1)
-        )
-        if (
-            current is None
-            and s.scalar(select(Favourite.patient_id).where(_in_group(actor.person_id, group)).limit(1))
-            is None
-        ):
+        ).first()
+        if found is None:
             raise not_found("favourite group")
-        sharing = shared if "shared_with_structure" in body else current
+        sharing = shared if "shared_with_structure" in body else found.shared_with_structure
         moved = _in_group(actor.person_id, group) | _in_group(actor.person_id, renamed)
         s.execute(update(Favourite).where(moved).values(group_name=renamed, shared_with_structure=sharing))
         uow.commit()
