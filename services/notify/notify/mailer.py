@@ -370,14 +370,16 @@ class MailSender:
         while not stop.is_set():
             try:
                 sent = self.send_pending()
+                # A full batch: more may be due at once. Otherwise sleep until the next one.
+                wait = self.idle_wait(utcnow()) if sent < self.batch_size else 0.0
                 failures = 0
             except Exception:  # database hiccup: keep the sender alive
                 failures += 1
                 log.exception("e-mail sender error")
                 stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
                 continue
-            if sent < self.batch_size:
-                self.wake.wait(self.idle_wait(utcnow()))
+            if wait:
+                self.wake.wait(wait)
                 self.wake.clear()
 
     def idle_wait(self, now: datetime) -> float:
