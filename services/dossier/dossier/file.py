@@ -983,17 +983,7 @@ def list_favourites(db: Database, actor: Actor, today: date) -> dict[str, Any]:
                 & (Favourite.person_id != actor.person_id)
             )
         stars = list(s.scalars(select(Favourite).where(wanted).order_by(Favourite.created_at)))
-        holders = file_list.visible_holders(s, actor, today)
-        readable = set(
-            s.scalars(
-                select(file_list.ROWS.c.patient_id)
-                .where(
-                    file_list.ROWS.c.holder.in_(holders),
-                    file_list.ROWS.c.patient_id.in_({star.patient_id for star in stars}),
-                )
-                .distinct()
-            )
-        )
+        readable = file_list.readable_among(s, actor, {star.patient_id for star in stars}, today)
         stars = [star for star in stars if star.patient_id in readable]
         columns = {row["id"]: row for row in file_list.rows_for(s, actor, list(readable), today)}
     groups: dict[tuple[bool, str, str], dict[str, Any]] = {}

@@ -285,16 +285,23 @@ def visible_holders(session: Session, actor: Actor, today: date) -> list[str]:
     return list(dict.fromkeys(holders))
 
 
-def may_read(session: Session, actor: Actor, patient_id: str, today: date) -> bool:
+def readable_among(session: Session, actor: Actor, patient_ids: Iterable[str], today: date) -> set[str]:
+    """Which of these files the actor may read (SEA-1: the same rows as its file list)."""
+    wanted = list(patient_ids)
+    if not wanted:
+        return set()
     holders = visible_holders(session, actor, today)
-    return (
-        session.execute(
+    return set(
+        session.scalars(
             select(ROWS.c.patient_id)
-            .where(ROWS.c.holder.in_(holders), ROWS.c.patient_id == patient_id)
-            .limit(1)
-        ).first()
-        is not None
+            .where(ROWS.c.holder.in_(holders), ROWS.c.patient_id.in_(wanted))
+            .distinct()
+        )
     )
+
+
+def may_read(session: Session, actor: Actor, patient_id: str, today: date) -> bool:
+    return patient_id in readable_among(session, actor, [patient_id], today)
 
 
 # -- filters (SEA-2) -----------------------------------------------------------------------------
