@@ -50,9 +50,21 @@ def snapshot(roots: Mapping[str, int]) -> dict[str, float]:
     return totals
 
 
-def per_unit(before: dict[str, float], after: dict[str, float], units: int) -> dict[str, float]:
-    """Milliseconds of CPU per unit of work (per creation, per event) for each group."""
-    return {name: 1000 * (after[name] - before.get(name, 0.0)) / units for name in after}
+def per_unit(
+    before: dict[str, float],
+    after: dict[str, float],
+    units: int,
+    *,
+    idle: dict[str, float] | None = None,
+    seconds: float = 0.0,
+) -> dict[str, float]:
+    """Milliseconds of CPU per unit of work (per creation, per event) for each group, less
+    what the group spends anyway when idle (`idle`: CPU seconds per second) over `seconds`."""
+    idle = idle or {}
+    return {
+        name: 1000 * max(0.0, after[name] - before.get(name, 0.0) - idle.get(name, 0.0) * seconds) / units
+        for name in after
+    }
 
 
 def describe(costs: dict[str, float]) -> str:
