@@ -855,6 +855,41 @@ def test_an_idle_sender_wakes_when_a_refused_email_falls_due_again_not_at_its_lo
     assert [m.status for m in emails(db)] == ["sent"]
 
 
+def test_a_sender_whose_database_fails_between_two_batches_goes_on_sending(
+    service: Any, smtp_server: tuple[Collector, int]
+):
+    from sqlalchemy.exc import OperationalError
+
+    _, db, settings = service
+    collector, port = smtp_server
+    people(db, settings)
+    sender = MailSender(db, lambda: SmtpTransport(f"smtp://127.0.0.1:{port}"), idle_wait_s=60)
+    looked = sender.idle_wait
+    failures = [OperationalError("SELECT min(…)", {}, Exception("server closed the connection"))]
+
+    def idle_wait_failing_once(now: Any) -> float:
+        if failures:
+            raise failures.pop()
+        return looked(now)
+
+    sender.idle_wait = idle_wait_failing_once  # type: ignore[method-assign]
+    stop = threading.Event()
+    thread = threading.Thread(target=sender.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.5)  # the lookup failed once; the sender backed off and looked again
+        feed(db, settings, task_assigned(ADELINE))
+        deadline = time.monotonic() + 10
+        while not collector.envelopes and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        sender.wake.set()
+        thread.join(10)
+    assert not failures and thread.is_alive() is False
+    assert [e.rcpt_tos for e in collector.envelopes] == [["adeline@dac.example"]]
+
+
 def test_a_refused_send_is_retried_with_backoff_and_accepted_exactly_once(sqlite_service: Any):
     _, db, settings = sqlite_service
     people(db, settings)
