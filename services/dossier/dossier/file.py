@@ -7,6 +7,7 @@ Each command owns its transaction, writes its feed line, moves the file up the l
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from datetime import date, datetime
 from typing import Any
@@ -899,12 +900,17 @@ def star(db: Database, actor: Actor, patient_id: str, body: dict[str, Any]) -> d
         s = uow.session
         _patient(s, patient_id)
         if "shared_with_structure" in body:
+            before = s.scalar(
+                select(Favourite.shared_with_structure).where(_in_group(actor.person_id, group)).limit(1)
+            )
             s.execute(
                 update(Favourite)
                 .where(_in_group(actor.person_id, group))
                 .values(shared_with_structure=shared)
             )
+            announce = shared is not None and shared != before
         else:
+            announce = False
             shared = s.scalar(
                 select(Favourite.shared_with_structure)
                 .where(_in_group(actor.person_id, group), Favourite.patient_id != patient_id)
@@ -916,6 +922,8 @@ def star(db: Database, actor: Actor, patient_id: str, body: dict[str, Any]) -> d
             s.add(row)
         row.group_name = group
         row.shared_with_structure = shared
+        if announce:
+            _announce_sharing(uow, actor.person_id, group)
         uow.commit()
         return favourite_view(row)
 
@@ -947,16 +955,43 @@ def update_favourite_group(
         sharing = shared if "shared_with_structure" in body else found.shared_with_structure
         moved = _in_group(actor.person_id, group) | _in_group(actor.person_id, renamed)
         s.execute(update(Favourite).where(moved).values(group_name=renamed, shared_with_structure=sharing))
+        if sharing is not None and sharing != found.shared_with_structure:
+            _announce_sharing(uow, actor.person_id, renamed)
         uow.commit()
     groups = list_favourites(db, actor, today)["groups"]
     return next(
         (g for g in groups if g["mine"] and g["name"] == renamed),
         {
+            "id": favourite_group_id(actor.person_id, renamed),
             "name": renamed,
             "owner_id": actor.person_id,
             "mine": True,
             "shared_with_structure": sharing,
             "patients": [],
+        },
+    )
+
+
+def favourite_group_id(person_id: str, group_name: str | None) -> str:
+    """A stable id for one person's group of one name (groups are a name on the stars)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"coordo:favourite-group:{person_id}:{group_name or ''}"))
+
+
+def _announce_sharing(uow: UnitOfWork, person_id: str, group_name: str | None) -> None:
+    """FavouriteGroupShared for the group as it now is (flushed): who shared it, with which
+    structure, how many files. Never its name, which is user text."""
+    s = uow.session
+    s.flush()
+    rows = s.execute(select(Favourite.shared_with_structure).where(_in_group(person_id, group_name))).all()
+    group_id = favourite_group_id(person_id, group_name)
+    uow.emit(
+        "FavouriteGroupShared",
+        subject=group_id,
+        data={
+            "group_id": group_id,
+            "shared_by": person_id,
+            "structure_id": rows[0].shared_with_structure,
+            "files": len(rows),
         },
     )
 
@@ -992,6 +1027,7 @@ def list_favourites(db: Database, actor: Actor, today: date) -> dict[str, Any]:
         group = groups.setdefault(
             (not mine, star.person_id, star.group_name or ""),
             {
+                "id": favourite_group_id(star.person_id, star.group_name),
                 "name": star.group_name,
                 "owner_id": star.person_id,
                 "mine": mine,

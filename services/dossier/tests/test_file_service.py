@@ -507,6 +507,16 @@ def test_a_favourite_group_is_shared_as_a_whole_and_shows_colleagues_only_the_fi
     assert sorted(p["id"] for p in shared.json()["patients"]) == sorted([alice, chloe])
     # A file starred into the group later follows the group's sharing.
     client.put(f"/api/patients/{bruno}/favourite", json=group, headers=me)
+    # The structure's members may be told: ids and a count, never the group's name.
+    (shared_event,) = [e for e in outbox(db) if e["type"] == "FavouriteGroupShared"]
+    validate(shared_event)
+    assert shared_event["data"] == {
+        "group_id": shared.json()["id"],
+        "shared_by": "person-1",
+        "structure_id": "dac-1",
+        "files": 2,
+    }
+    assert "Suivi hebdo" not in json.dumps(shared_event)
 
     seen = client.get("/api/favourites", headers=colleague).json()
     (group_seen,) = seen["groups"]
@@ -539,6 +549,8 @@ def test_a_favourite_group_is_shared_as_a_whole_and_shows_colleagues_only_the_fi
     )
     assert refused.status_code == 422 and refused.json()["field"] == "shared_with_structure"
     assert client.patch("/api/favourite-groups/Inconnu", json={"name": "X"}, headers=me).status_code == 404
+    # Renaming, unsharing and refusals announce nothing more.
+    assert [e["type"] for e in outbox(db)].count("FavouriteGroupShared") == 1
     assert client.get("/api/favourites", headers=me).json()["groups"][0]["shared_with_structure"] is None
 
 

@@ -143,7 +143,7 @@ CATALOGUE: tuple[NotificationType, ...] = (
         "file",
         "Être notifié lorsqu'un groupe de favoris est partagé avec moi",
         "Partage d'un groupe de favoris",
-        (),
+        ("dossier.FavouriteGroupShared",),
         "favourite_group",
     ),
     _t(
@@ -456,6 +456,7 @@ TEMPLATE_FIELDS = frozenset(
         "roles",
         "professional",
         "invitation_link",
+        "files",
     }
 )
 

@@ -464,6 +464,21 @@ def notice_for(uow: UnitOfWork, envelope: dict[str, Any]) -> list[Notice]:
                 {"member_id": data["member_id"]},
             )
         ]
+    if kind == "FavouriteGroupShared":
+        # The structure's members, each by its own preference; the one who shared knows.
+        return [
+            Notice(
+                "favourite_group_shared",
+                domain.recipients_except([("structure", data["structure_id"])], actor=data["shared_by"]),
+                "/favoris",
+                "favourite_group",
+                data["group_id"],
+                None,
+                data["shared_by"],
+                {"actor_name": _name(session, data["shared_by"]), "files": data["files"]},
+                {"structure_id": data["structure_id"], "files": data["files"]},
+            )
+        ]
     if kind == "CareCircleInvitationAccepted":
         return [
             Notice(

@@ -32,6 +32,7 @@ FULL_CONTEXT = {
     "cause": "revoked",
     "professional": "Noé LEROY",
     "invitation_link": "https://coordo.example/inscription?invitation=1",
+    "files": 3,
 }
 DIRECTORY = {
     "last_name": "LEROY",

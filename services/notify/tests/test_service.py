@@ -281,6 +281,31 @@ def test_reading_notifications(sqlite_service: Any, issuer: TestIssuer):
     assert client.get("/api/notifications/unread-count", headers=me).json() == {"unread_count": 0}
 
 
+def test_a_favourite_group_shared_with_a_structure_is_announced_to_it_without_the_group_name(
+    sqlite_service: Any, issuer: TestIssuer
+):
+    client, db, settings = sqlite_service
+    people(db, settings)
+    group_id = str(uuid.uuid4())
+    shared = event(
+        "FavouriteGroupShared",
+        "dossier",
+        {"group_id": group_id, "shared_by": GAYLOR, "structure_id": DAC, "files": 3},
+        actor=GAYLOR,
+    )
+    feed(db, settings, shared)
+    assert bell(db) == [("favourite_group_shared", "structure", DAC)]
+    (item,) = client.get("/api/notifications", headers=auth(issuer, CAMILLE, act_as=DAC)).json()["items"]
+    assert item["title"] == "Partage d'un groupe de favoris"
+    assert (
+        item["body"] == "Gaylor HENNEBERT a partagé un groupe de favoris (3 dossiers) avec votre structure."
+    )
+    assert item["link"].endswith("/favoris")
+    # E-mailed to the structure's members (by their preferences), not to the one who shared.
+    recipients = {m.person_id for m in emails(db) if m.type == "favourite_group_shared"}
+    assert GAYLOR not in recipients and recipients
+
+
 def test_a_task_for_a_structure_is_seen_by_its_members_acting_as_it_and_emailed_to_them(
     sqlite_service: Any, issuer: TestIssuer
 ):
