@@ -126,6 +126,10 @@ def _codes(values: list[str]) -> str:
     return "," + ",".join(values) + "," if values else ""
 
 
+def _split_codes(codes: str | None) -> list[str]:
+    return [c for c in (codes or "").split(",") if c]
+
+
 # -- linked files (PAT-8) ----------------------------------------------------------------
 
 
@@ -792,7 +796,7 @@ def profile_view(session: Session, patient_id: str) -> dict[str, Any]:
     return {
         "commune": commune,
         "postal_code": profile.postal_code if profile else None,
-        "thematics": [c for c in (profile.thematics if profile else "").split(",") if c],
+        "thematics": _split_codes(profile.thematics if profile else None),
         "parcours": profile.parcours if profile else None,
         "zones": [{"id": z, "name": names.get(z, "")} for z in zone_ids],
     }
@@ -815,9 +819,15 @@ def update_profile(db: Database, actor: Actor, patient_id: str, body: dict[str, 
         if "postal_code" in body:
             profile.postal_code = postal or None
         if "thematics" in body:
-            profile.thematics = _codes(
-                sorted({str(t).strip() for t in body["thematics"] or [] if str(t).strip()})
-            )
+            wanted = sorted({str(t).strip() for t in body["thematics"] or [] if str(t).strip()})
+            added = set(wanted) - set(_split_codes(profile.thematics))
+            profile.thematics = _codes(wanted)
+            if added:
+                uow.emit(
+                    "FileThematicsAdded",
+                    subject=patient_id,
+                    data={"patient_id": patient_id, "added": len(added)},
+                )
         if "parcours" in body:
             profile.parcours = body["parcours"] or None
         profile.updated_at = utcnow()

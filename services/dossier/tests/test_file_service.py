@@ -413,7 +413,7 @@ def test_the_feed_gathers_every_service_and_the_timeline_places_things_by_period
 def test_zones_follow_the_patient_commune_and_favourites_filter_the_list(
     service: Any, issuer: TestIssuer
 ) -> None:
-    client, _ = service
+    client, db = service
     me = bearer(issuer, "person-1")
     admin = bearer(issuer, "admin-1", roles=["admin"])
     zone = {"name": "Métropole lilloise", "communes": ["59350", "59512"]}
@@ -439,6 +439,12 @@ def test_zones_follow_the_patient_commune_and_favourites_filter_the_list(
         headers=me,
     ).json()
     assert profile["zones"] == [{"id": zone_id, "name": "Métropole lilloise"}]
+    # A thematic added tells the circle, by count only; the same thematics again, nothing.
+    (added,) = [e for e in outbox(db) if e["type"] == "FileThematicsAdded"]
+    validate(added)
+    assert added["data"] == {"patient_id": alice, "added": 1} and "personnes_agees" not in json.dumps(added)
+    client.put(f"/api/patients/{alice}/profile", json={"thematics": ["personnes_agees"]}, headers=me)
+    assert [e["type"] for e in outbox(db)].count("FileThematicsAdded") == 1
     client.put(f"/api/patients/{bruno}/profile", json={"commune": "69123"}, headers=me)
     listed = client.get(f"/api/file-list?zones={zone_id}", headers=me).json()
     assert [row["id"] for row in listed["items"]] == [alice]

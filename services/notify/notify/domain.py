@@ -135,7 +135,7 @@ CATALOGUE: tuple[NotificationType, ...] = (
         "file",
         "Être notifié lorsqu'une thématique est ajoutée à un dossier sur lequel je suis identifié",
         "Nouvelle thématique dans un dossier",
-        (),
+        ("dossier.FileThematicsAdded",),
         "patient",
     ),
     _t(

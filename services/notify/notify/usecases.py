@@ -406,7 +406,13 @@ def notice_for(uow: UnitOfWork, envelope: dict[str, Any]) -> list[Notice]:
                 },
             )
         ]
-    if kind in ("PatientDeceased", "FileStatusChanged", "FeedNoteAdded", "DocumentAdded"):
+    if kind in (
+        "PatientDeceased",
+        "FileStatusChanged",
+        "FeedNoteAdded",
+        "DocumentAdded",
+        "FileThematicsAdded",
+    ):
         if kind == "DocumentAdded" and data["sharing"] != "public":
             # A restricted document: who may see it is decided by documents, not known here.
             return []
@@ -420,6 +426,7 @@ def notice_for(uow: UnitOfWork, envelope: dict[str, Any]) -> list[Notice]:
             "FileStatusChanged": "file_status_changed",
             "FeedNoteAdded": "feed_note_added",
             "DocumentAdded": "document_added",
+            "FileThematicsAdded": "thematic_added",
         }[kind]
         context: dict[str, Any] = {}
         codes: dict[str, Any] = {}

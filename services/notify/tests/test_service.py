@@ -478,7 +478,7 @@ def test_the_catalogue_lists_every_type_wired_or_waiting_and_the_worker_listens_
     by_type = {i["type"]: i for i in items}
     assert by_type["task_assigned"]["status"] == "wired"
     assert by_type["appointment_deleted"]["status"] == "waiting_for_producer"
-    assert by_type["thematic_added"]["events"] == []
+    assert by_type["thematic_added"]["events"] == ["dossier.FileThematicsAdded"]
     assert {i["group"] for i in items} == {"tasks", "file", "agenda", "global"}
     listened = set(consumer(db, settings).subscription.handlers)
     contracts = Path(__file__).resolve().parents[3] / "contracts" / "events"
@@ -544,6 +544,7 @@ def test_each_wired_event_reaches_the_right_recipients_except_who_acted(sqlite_s
             "dossier",
             {"patient_id": PATIENT, "structure_id": DAC, "status": "clos", "previous_status": "actif"},
         ),
+        event("FileThematicsAdded", "dossier", {"patient_id": PATIENT, "added": 1}),
         event(
             "TaskCreated",
             "taches",
@@ -653,6 +654,9 @@ def test_each_wired_event_reaches_the_right_recipients_except_who_acted(sqlite_s
             ("feed_note_added", "structure", DAC),
             ("file_status_changed", "person", ADELINE),
             ("file_status_changed", "structure", DAC),
+            # a thematic added by Gaylor: the others of the circle
+            ("thematic_added", "person", ADELINE),
+            ("thematic_added", "structure", DAC),
             # a new task for Adeline: she has task_assigned (its own event); the structure hears of it
             ("task_created", "structure", DAC),
             ("task_due_soon", "person", ADELINE),
@@ -675,6 +679,15 @@ def test_each_wired_event_reaches_the_right_recipients_except_who_acted(sqlite_s
         "Camille MARTIN vous demande une délégation de votre compte (Dossiers & RCP). "
         "Vous avez 2 demandes de délégation en attente."
     )
+    with db.session_factory() as s:
+        thematic = {
+            n.recipient_kind: n.body
+            for n in s.scalars(select(Notification).where(Notification.type == "thematic_added"))
+        }
+    assert thematic == {
+        "person": "Gaylor HENNEBERT a ajouté une thématique à un dossier sur lequel vous êtes identifié(e).",
+        "structure": "Gaylor HENNEBERT a ajouté une thématique à un dossier sur lequel votre structure est identifiée.",
+    }
     assert texts["break_glass_access"].startswith("Olivia ROUX a accédé en bris de glace")
     assert "01/12/2026 à 13:00" in texts["break_glass_access"]  # Paris time
     assert (
