@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -837,6 +838,27 @@ def test_the_worker_sends_the_email_over_smtp_naming_the_event_without_clinical_
     assert all(m.status == "sent" for m in emails(db))
 
 
+@contextmanager
+def sender_running(sender: MailSender) -> Iterator[threading.Thread]:
+    """One sender in its thread, as in the worker; stopped (and woken to see it) on exit."""
+    stop = threading.Event()
+    thread = threading.Thread(target=sender.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        stop.set()
+        sender.wake.set()
+        thread.join(10)
+
+
+def seconds_until(done: Any, timeout: float) -> float:
+    started = time.monotonic()
+    while not done() and time.monotonic() - started < timeout:
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
 def test_an_email_queued_by_the_consumer_is_sent_at_once_not_at_the_next_poll(
     service: Any, smtp_server: tuple[Collector, int]
 ):
@@ -845,19 +867,10 @@ def test_an_email_queued_by_the_consumer_is_sent_at_once_not_at_the_next_poll(
     people(db, settings)
     # A poll far longer than the wait below: only the wake-up at commit can send it in time.
     sender = MailSender(db, lambda: SmtpTransport(f"smtp://127.0.0.1:{port}"), idle_wait_s=60)
-    stop = threading.Event()
-    thread = threading.Thread(target=sender.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with sender_running(sender):
         time.sleep(0.5)  # its first look found nothing: it now waits
         feed(db, settings, task_assigned(ADELINE))
-        deadline = time.monotonic() + 10
-        while not collector.envelopes and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        sender.wake.set()
-        thread.join(10)
+        seconds_until(lambda: collector.envelopes, 10)
     assert [e.rcpt_tos for e in collector.envelopes] == [["adeline@dac.example"]]
     assert [m.status for m in emails(db)] == ["sent"]
 
@@ -873,19 +886,11 @@ def test_an_idle_sender_wakes_when_a_refused_email_falls_due_again_not_at_its_lo
     controller.start()
     sender = MailSender(db, lambda: SmtpTransport(f"smtp://127.0.0.1:{port}"), idle_wait_s=60)
     assert sender.idle_wait(utcnow()) == 60  # nothing pending: the longest sleep
-    stop = threading.Event()
-    thread = threading.Thread(target=sender.run, args=(stop,), daemon=True)
-    thread.start()
     try:
-        feed(db, settings, task_assigned(ADELINE))
-        started = time.monotonic()
-        while not collector.messages() and time.monotonic() - started < 30:
-            time.sleep(0.05)
-        waited = time.monotonic() - started
+        with sender_running(sender):
+            feed(db, settings, task_assigned(ADELINE))
+            waited = seconds_until(collector.messages, 30)
     finally:
-        stop.set()
-        sender.wake.set()
-        thread.join(10)
         controller.stop()
     assert len(collector.refused) == 1 and len(collector.messages()) == 1
     # Sent when its backoff ended (5 s), long before the sender's 60 s sleep.
@@ -911,19 +916,10 @@ def test_a_sender_whose_database_fails_between_two_batches_goes_on_sending(
         return looked(now)
 
     sender.idle_wait = idle_wait_failing_once  # type: ignore[method-assign]
-    stop = threading.Event()
-    thread = threading.Thread(target=sender.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with sender_running(sender) as thread:
         time.sleep(1.5)  # the lookup failed once; the sender backed off and looked again
         feed(db, settings, task_assigned(ADELINE))
-        deadline = time.monotonic() + 10
-        while not collector.envelopes and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        sender.wake.set()
-        thread.join(10)
+        seconds_until(lambda: collector.envelopes, 10)
     assert not failures and thread.is_alive() is False
     assert [e.rcpt_tos for e in collector.envelopes] == [["adeline@dac.example"]]
 
