@@ -250,7 +250,8 @@ class UnitOfWork:
             data=data,
             version=version,
         )
-        self.session.execute(
+        # On the session's connection: a table INSERT gains nothing from the ORM's execute.
+        self.session.connection().execute(
             self.db.outbox_insert,
             {
                 "message_id": envelope["id"],

@@ -203,70 +203,55 @@ def rebuild(conn: Connection, batch: int = 5000) -> int:
 _INSERT_ROW = insert(ROWS)
 _INSERT_FEED_ENTRY = insert(FeedEntry.__table__)
 
-# Patients created in the session's transaction whose file has nothing else yet (no
-# status, no death, not listed for anyone): their rows are built from the object.
-_FRESH = "coordo_fresh_patients"
+
+def list_created_file(conn: Connection, patient: Patient, holder_kind: str, holder_id: str) -> None:
+    """A file created in this transaction (PAT-6): the first line of its news feed (PAT-14)
+    and its creator's list row. The creation calls this itself: it writes its rows as plain
+    INSERTs, which the flush hook below does not see."""
+    conn.execute(
+        _INSERT_FEED_ENTRY,
+        {
+            "id": new_id(),
+            "patient_id": patient.id,
+            "kind": "event",
+            "event_type": "PatientCreated",
+            "ref_id": patient.id,
+            "actor_id": patient.created_by,
+            "importance": "normal",
+            "text": None,
+            "active": False,
+            "occurred_at": patient.created_at,
+        },
+    )
+    grant(conn, patient.id, domain_file.holder_key(holder_kind, holder_id), created=patient)
 
 
 def _after_flush(session: Session, _context: Any) -> None:
     """Habilitation rows and patient changes reach the list in the same transaction."""
     changed_patients: set[str] = set()
-    created: list[Patient] = []
     habilitations: list[Habilitation] = []
-    fresh: dict[str, Patient] = session.info.setdefault(_FRESH, {})
     for obj in (*session.new, *session.dirty):
         if isinstance(obj, Habilitation):
             # A grant confirmed again (cercle's HabilitationGranted after the creation's own
             # row) changes only its date: the list row is right already.
             if obj in session.new or inspect(obj).attrs.active.history.has_changes():
                 habilitations.append(obj)
-        elif isinstance(obj, Patient) and obj in session.new:
-            created.append(obj)
-        elif isinstance(obj, Patient):
+        elif isinstance(obj, Patient) and obj not in session.new:
             changed_patients.add(obj.id)
-        elif isinstance(obj, (Death, FileStatus)):
-            fresh.pop(obj.patient_id, None)
-    fresh.update((patient.id, patient) for patient in created)
-    for patient_id in changed_patients:
-        fresh.pop(patient_id, None)
-    if not habilitations and not changed_patients and not created:
+    if not habilitations and not changed_patients:
         return
     conn = session.connection()
-    for patient in created:  # the first line of the news feed (PAT-14)
-        conn.execute(
-            _INSERT_FEED_ENTRY,
-            {
-                "id": new_id(),
-                "patient_id": patient.id,
-                "kind": "event",
-                "event_type": "PatientCreated",
-                "ref_id": patient.id,
-                "actor_id": patient.created_by,
-                "importance": "normal",
-                "text": None,
-                "active": False,
-                "occurred_at": patient.created_at or utcnow(),
-            },
-        )
     for hab in habilitations:
         holder = domain_file.holder_key(hab.holder_kind, hab.holder_id)
         if hab.active:
-            grant(conn, hab.patient_id, holder, created=fresh.pop(hab.patient_id, None))
+            grant(conn, hab.patient_id, holder)
         else:
-            fresh.pop(hab.patient_id, None)
             revoke(conn, hab.patient_id, holder)
     for patient_id in changed_patients:
         refresh(conn, patient_id)
 
 
-def _forget_fresh_patients(session: Session, *_: Any) -> None:
-    session.info.pop(_FRESH, None)
-
-
 event.listen(Session, "after_flush", _after_flush)
-# Whatever ends or undoes part of a transaction ends what "created in it" means.
-for _moment in ("after_commit", "after_rollback", "after_soft_rollback"):
-    event.listen(Session, _moment, _forget_fresh_patients)
 
 
 # -- who sees what (SEA-1) ----------------------------------------------------------------------
