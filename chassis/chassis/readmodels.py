@@ -9,9 +9,10 @@ feeds it with `record_habilitation` from its consumers.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Boolean, String
+from sqlalchemy import Boolean, Insert, Select, String, Table, Update, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from chassis.db import UtcDateTime
@@ -55,22 +56,50 @@ def set_habilitation(
     Returns whether this event changed who may see the file: a holder first known, or its
     grant flipped. A grant confirmed again (cercle's HabilitationGranted after the
     creation's own row) only moves the date and returns False, so nothing downstream
-    (orphaned assignments, list rows) needs to move."""
-    row = session.get(model, (patient_id, holder_kind, holder_id))
-    if row is None:
-        session.add(
-            model(
-                patient_id=patient_id,
-                holder_kind=holder_kind,
-                holder_id=holder_id,
-                active=active,
-                updated_at=changed_at,
-            )
+    (orphaned assignments, list rows) needs to move.
+
+    Plain statements on the session's connection, built once per table: every creation
+    passes here in three services, and the ORM's get, autoflush and flush of one small row
+    were most of their consumers' CPU (tests/bench/README.md)."""
+    read_state, insert_row, update_row = _statements(model.__table__)
+    conn = session.connection()
+    key = {"key_patient_id": patient_id, "key_holder_kind": holder_kind, "key_holder_id": holder_id}
+    known = conn.execute(read_state, key).first()
+    if known is None:
+        conn.execute(
+            insert_row,
+            {
+                "patient_id": patient_id,
+                "holder_kind": holder_kind,
+                "holder_id": holder_id,
+                "active": active,
+                "updated_at": changed_at,
+            },
         )
-        return True
-    if row.updated_at <= changed_at:
-        changed = row.active != active
-        row.active = active
-        row.updated_at = changed_at
-        return changed
-    return False
+        changed = True
+    elif known.updated_at <= changed_at:
+        conn.execute(update_row, {**key, "new_active": active, "new_updated_at": changed_at})
+        changed = known.active != active
+    else:
+        return False
+    # A copy the session loaded earlier in this transaction must not hide the new state.
+    loaded = session.identity_map.get(session.identity_key(model, (patient_id, holder_kind, holder_id)))
+    if loaded is not None:
+        session.expire(loaded)
+    return changed
+
+
+@cache
+def _statements(table: Table) -> tuple[Select[Any], Insert, Update]:
+    by_key = and_(
+        table.c.patient_id == bindparam("key_patient_id"),
+        table.c.holder_kind == bindparam("key_holder_kind"),
+        table.c.holder_id == bindparam("key_holder_id"),
+    )
+    return (
+        select(table.c.active, table.c.updated_at).where(by_key),
+        insert(table),
+        update(table)
+        .where(by_key)
+        .values(active=bindparam("new_active"), updated_at=bindparam("new_updated_at")),
+    )

@@ -19,12 +19,12 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    bindparam,
     delete,
     event,
     exists,
     func,
     insert,
-    inspect,
     or_,
     select,
     update,
@@ -140,12 +140,15 @@ def refresh(conn: Connection | Session, patient_id: str, when: datetime | None =
 
 def touch(conn: Connection | Session, patient_id: str, when: datetime | None = None) -> None:
     """Something happened on the file: it moves up the "last update" order."""
-    moment = when or utcnow()
-    conn.execute(
-        update(ROWS)
-        .where(ROWS.c.patient_id == patient_id, ROWS.c.last_update < moment)
-        .values(last_update=moment)
-    )
+    conn.execute(_TOUCH, {"touched": patient_id, "moment": when or utcnow()})
+
+
+# Built once: most events on a file touch it.
+_TOUCH = (
+    update(ROWS)
+    .where(ROWS.c.patient_id == bindparam("touched"), ROWS.c.last_update < bindparam("moment"))
+    .values(last_update=bindparam("moment"))
+)
 
 
 def rebuild(conn: Connection, batch: int = 5000) -> int:
@@ -226,29 +229,25 @@ def list_created_file(conn: Connection, patient: Patient, holder_kind: str, hold
     grant(conn, patient.id, domain_file.holder_key(holder_kind, holder_id), created=patient)
 
 
+def follow_habilitation(
+    conn: Connection | Session, patient_id: str, holder_kind: str, holder_id: str, active: bool
+) -> None:
+    """A habilitation granted or revoked (cercle's events): the holder's list row follows,
+    in the same transaction."""
+    holder = domain_file.holder_key(holder_kind, holder_id)
+    if active:
+        grant(conn, patient_id, holder)
+    else:
+        revoke(conn, patient_id, holder)
+
+
 def _after_flush(session: Session, _context: Any) -> None:
-    """Habilitation rows and patient changes reach the list in the same transaction."""
-    changed_patients: set[str] = set()
-    habilitations: list[Habilitation] = []
-    for obj in (*session.new, *session.dirty):
-        if isinstance(obj, Habilitation):
-            # A grant confirmed again (cercle's HabilitationGranted after the creation's own
-            # row) changes only its date: the list row is right already.
-            if obj in session.new or inspect(obj).attrs.active.history.has_changes():
-                habilitations.append(obj)
-        elif isinstance(obj, Patient) and obj not in session.new:
-            changed_patients.add(obj.id)
-    if not habilitations and not changed_patients:
-        return
-    conn = session.connection()
-    for hab in habilitations:
-        holder = domain_file.holder_key(hab.holder_kind, hab.holder_id)
-        if hab.active:
-            grant(conn, hab.patient_id, holder)
-        else:
-            revoke(conn, hab.patient_id, holder)
-    for patient_id in changed_patients:
-        refresh(conn, patient_id)
+    """Patient changes reach the list in the same transaction."""
+    changed = {obj.id for obj in session.dirty if isinstance(obj, Patient)}
+    if changed:
+        conn = session.connection()
+        for patient_id in changed:
+            refresh(conn, patient_id)
 
 
 event.listen(Session, "after_flush", _after_flush)

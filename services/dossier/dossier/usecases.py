@@ -11,7 +11,7 @@ from chassis.auth import Actor
 from chassis.db import Database, UnitOfWork
 from chassis.problems import invalid, not_found
 from chassis.readmodels import record_habilitation
-from dossier import identity
+from dossier import file_list, identity
 from dossier.models import Habilitation, Patient
 
 
@@ -66,5 +66,9 @@ def list_patients(db: Database, actor: Actor, today: date, *, limit: int, offset
 
 
 def apply_habilitation(uow: UnitOfWork, envelope: dict[str, Any], active: bool) -> None:
-    """Grant or revoke in the read model (the file list follows it through its flush hook)."""
-    record_habilitation(uow.session, Habilitation, envelope, active)
+    """Grant or revoke in the read model; the file list follows when who sees the file changed."""
+    if record_habilitation(uow.session, Habilitation, envelope, active):
+        data = envelope["data"]
+        file_list.follow_habilitation(
+            uow.session.connection(), data["patient_id"], data["holder_kind"], data["holder_id"], active
+        )
