@@ -125,8 +125,13 @@ def exact_dates(traits: Identity) -> set[date]:
 # -- scoring ----------------------------------------------------------------------------
 
 
-def _compact(name: str) -> str:
-    return fold(name).replace(" ", "")
+@lru_cache(maxsize=100_000)  # names repeat a lot: each is prepared once, then compared often
+def _forms(name: str) -> tuple[str, str, str, frozenset[str]]:
+    """What comparing a name needs: upper-case, folded without separators, its Phonex code,
+    its words."""
+    folded = fold(name)
+    compact = folded.replace(" ", "")
+    return name.upper(), compact, phonex(compact), frozenset(folded.split())
 
 
 @lru_cache(maxsize=200_000)  # pure, and common names come back in almost every search
@@ -136,15 +141,15 @@ def compare_names(typed: str | None, known: str | None) -> tuple[float, str]:
         return 0.0, "missing"
     if typed == PLACEHOLDER_NAME or known == PLACEHOLDER_NAME:
         return 0.5, "placeholder"
-    if typed.upper() == known.upper():
+    upper_a, a, code_a, words_a = _forms(typed)
+    upper_b, b, code_b, words_b = _forms(known)
+    if upper_a == upper_b:
         return 1.0, "exact"
-    a, b = _compact(typed), _compact(known)
     if a == b:
         return 1.0, "accents_or_separators"
-    if phonex(a) == phonex(b):
+    if code_a == code_b:
         return 0.95, "phonetic"
-    ta, tb = set(fold(typed).split()), set(fold(known).split())
-    if ta and tb and (ta <= tb or tb <= ta):
+    if words_a and words_b and (words_a <= words_b or words_b <= words_a):
         return 0.9, "partial"  # one part of a compound name
     similarity = JaroWinkler.similarity(a, b)
     return similarity, "similar" if similarity >= NAME_FLOOR else "different"
