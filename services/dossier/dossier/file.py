@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Update, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from chassis.auth import Actor
@@ -96,6 +98,10 @@ def _feed(
     active: bool = False,
     when: datetime | None = None,
 ) -> FeedEntry:
+    """Write one line of the news feed (PAT-14). A plain INSERT: a line is never changed in
+    the transaction that writes it, and every event a consumer applies writes one (the ORM's
+    flush of these lines was a large part of the dossier worker's CPU). Returns the line,
+    as a detached object, for its view."""
     entry = FeedEntry(
         id=new_id(),
         patient_id=patient_id,
@@ -108,8 +114,12 @@ def _feed(
         active=active,
         occurred_at=when or utcnow(),
     )
-    session.add(entry)
+    session.connection().execute(_INSERT_FEED, {key: getattr(entry, key) for key in _FEED_COLUMNS})
     return entry
+
+
+_INSERT_FEED = insert(FeedEntry.__table__)
+_FEED_COLUMNS = tuple(column.key for column in FeedEntry.__table__.columns)
 
 
 def _profile(session: Session, patient_id: str) -> FileProfile:
@@ -1244,31 +1254,68 @@ def on_appointment(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     file_list.touch(s, data["patient_id"], _when(envelope))
 
 
-def _member(s: Session, data: dict[str, Any], when: datetime) -> CircleMember:
-    row = s.get(CircleMember, data["member_id"])
-    if row is None:
-        row = CircleMember(
-            member_id=data["member_id"],
-            patient_id=data["patient_id"],
-            holder_kind=data["holder_kind"],
-            holder_id=data["holder_id"],
-            roles="",
-            habilitated=False,
-            removed=False,
-            updated_at=when,
+_MEMBERS = CircleMember.__table__
+_MEMBER_STATE = select(_MEMBERS.c.habilitated, _MEMBERS.c.updated_at).where(
+    _MEMBERS.c.member_id == bindparam("key_member_id")
+)
+_INSERT_MEMBER = insert(_MEMBERS)
+
+
+@cache
+def _member_update(columns: tuple[str, ...]) -> Update:
+    """One statement per set of columns an event changes, built and compiled once."""
+    return (
+        update(_MEMBERS)
+        .where(_MEMBERS.c.member_id == bindparam("key_member_id"))
+        .values(**{key: bindparam(f"new_{key}") for key in (*columns, "updated_at")})
+    )
+
+
+def _set_member(
+    s: Session, data: dict[str, Any], when: datetime, change: Callable[[bool], dict[str, Any]]
+) -> None:
+    """Apply `change` to the circle member read model, unless a newer event did already
+    (delivery may be out of order). `change(habilitated_now)` gives the columns to set.
+
+    Plain statements built once: each creation adds a member and grants it, and the ORM's
+    get, autoflush and flush of this one row were most of the dossier worker's CPU."""
+    conn = s.connection()
+    known = conn.execute(_MEMBER_STATE, {"key_member_id": data["member_id"]}).first()
+    if known is None:
+        row = {"roles": "", "habilitated": False, "removed": False, **change(False)}
+        conn.execute(
+            _INSERT_MEMBER,
+            {
+                "member_id": data["member_id"],
+                "patient_id": data["patient_id"],
+                "holder_kind": data["holder_kind"],
+                "holder_id": data["holder_id"],
+                **row,
+                "updated_at": when,
+            },
         )
-        s.add(row)
-    return row
+    elif known.updated_at <= when:
+        changes = change(known.habilitated)
+        conn.execute(
+            _member_update(tuple(changes)),
+            {
+                "key_member_id": data["member_id"],
+                **{f"new_{key}": value for key, value in changes.items()},
+                "new_updated_at": when,
+            },
+        )
 
 
 def on_member_added(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     data, when = envelope["data"], _when(envelope)
-    row = _member(uow.session, data, when)
-    if row.updated_at <= when:
-        row.roles = _codes(sorted(data.get("roles") or []))
-        row.habilitated = row.habilitated or bool(data.get("habilitated"))
-        row.removed = False
-        row.updated_at = when
+    roles = _codes(sorted(data.get("roles") or []))
+    granted = bool(data.get("habilitated"))
+    _set_member(
+        uow.session,
+        data,
+        when,
+        lambda habilitated: {"roles": roles, "habilitated": habilitated or granted, "removed": False},
+    )
     _feed(
         uow.session,
         data["patient_id"],
@@ -1282,9 +1329,7 @@ def on_member_added(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
 
 def on_member_removed(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     data, when = envelope["data"], _when(envelope)
-    row = _member(uow.session, data, when)
-    if row.updated_at <= when:
-        row.removed, row.habilitated, row.updated_at = True, False, when
+    _set_member(uow.session, data, when, lambda _: {"removed": True, "habilitated": False})
     _feed(
         uow.session,
         data["patient_id"],
@@ -1299,9 +1344,7 @@ def on_member_removed(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
 def on_habilitation(uow: UnitOfWork, envelope: dict[str, Any], active: bool) -> None:
     """The circle's view of habilitations (the list rows follow the Habilitation read model)."""
     data, when = envelope["data"], _when(envelope)
-    row = _member(uow.session, data, when)
-    if row.updated_at <= when:
-        row.habilitated, row.updated_at = active, when
+    _set_member(uow.session, data, when, lambda _: {"habilitated": active})
     kind = "HabilitationGranted" if active else "HabilitationRevoked"
     _feed(uow.session, data["patient_id"], kind, envelope.get("actor"), ref_id=data["member_id"], when=when)
 

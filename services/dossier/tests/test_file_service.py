@@ -122,6 +122,48 @@ def outbox(db: Any) -> list[dict[str, Any]]:
         return list(s.scalars(select(db.outbox.c.envelope).order_by(db.outbox.c.position)))
 
 
+def deliver_at(db: Any, kind: str, subject: str, data: dict[str, Any], at: datetime) -> None:
+    """A cercle event that happened at `at`, whenever it is delivered."""
+    envelope = make_envelope(event_type=kind, producer="cercle", subject=subject, actor="person-7", data=data)
+    envelope["occurred_at"] = at.isoformat()
+    assert SERVICE.create_worker(db=db).consumers[0].handle(envelope, "dossier.cercle.events") is True
+
+
+def test_the_circle_keeps_each_members_newest_state_whatever_the_delivery_order(
+    service: Any, issuer: TestIssuer
+) -> None:
+    client, db = service
+    me = bearer(issuer, "person-1")
+    alice = create(client, issuer, 0)
+    t0 = datetime.now(UTC) - timedelta(hours=1)
+    nurse = member_added(alice, 3, "person-7", ["intervenant"])
+    granted = {key: nurse[key] for key in ("patient_id", "member_id", "holder_kind", "holder_id")}
+
+    def circle() -> dict[str, Any]:
+        response = client.get(f"/api/patients/{alice}/overview", headers=me)
+        assert response.status_code == 200, response.text
+        return dict(response.json()["care_circle"])
+
+    # Granted, then added: the grant arrives first, the addition keeps it.
+    deliver_at(db, "HabilitationGranted", alice, {**granted, "basis": "member"}, t0 + timedelta(minutes=2))
+    deliver_at(db, "CareCircleMemberAdded", alice, nurse, t0 + timedelta(minutes=1))
+    assert circle()["list"] == [
+        {"member_id": uid(3), "holder_kind": "person", "holder_id": "person-7", "roles": [], "habilitated": True}
+    ]  # the addition is older than the grant: its roles wait for a newer event
+    deliver_at(db, "CareCircleMemberAdded", alice, nurse, t0 + timedelta(minutes=3))
+    assert circle()["roles"] == {"intervenant": 1} and circle()["habilitated"] == 1
+
+    # Removed at minute 5; a revocation sent at minute 4 and delivered late changes nothing.
+    deliver_at(db, "CareCircleMemberRemoved", alice, granted, t0 + timedelta(minutes=5))
+    deliver_at(db, "HabilitationRevoked", alice, granted, t0 + timedelta(minutes=4))
+    assert circle()["members"] == 0
+    # Added again later: back, not habilitated until a new grant.
+    deliver_at(db, "CareCircleMemberAdded", alice, nurse, t0 + timedelta(minutes=6))
+    assert circle()["members"] == 1 and circle()["habilitated"] == 0
+    feed = client.get(f"/api/patients/{alice}/feed", headers=me).json()["items"]
+    assert sum(1 for line in feed if line["event_type"] == "CareCircleMemberAdded") == 3
+
+
 def test_the_overview_gives_the_file_page_everything_from_local_read_models(
     service: Any, issuer: TestIssuer
 ) -> None:
