@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -981,6 +981,14 @@ class BreakGlassExpiry:
 # -- consumers: dossier's patients, identity's persons and delegations --------------------
 
 
+# Built once: every creation looks its owner up in the new circle.
+_MEMBER_OF_HOLDER = select(Member).where(
+    Member.patient_id == bindparam("member_patient"),
+    Member.holder_kind == bindparam("member_kind"),
+    Member.holder_id == bindparam("member_holder"),
+)
+
+
 def record_patient(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     """PAT-6: the file's owner (person or structure) is habilitated at once, tagged auto-habilitation."""
     data = envelope["data"]
@@ -998,11 +1006,8 @@ def record_patient(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
         },
     )
     member = session.scalar(
-        select(Member).where(
-            Member.patient_id == patient_id,
-            Member.holder_kind == data["owner_kind"],
-            Member.holder_id == data["owner_id"],
-        )
+        _MEMBER_OF_HOLDER,
+        {"member_patient": patient_id, "member_kind": data["owner_kind"], "member_holder": data["owner_id"]},
     )
     if member is None:
         member = Member(
