@@ -148,7 +148,13 @@ def test_the_circle_keeps_each_members_newest_state_whatever_the_delivery_order(
     deliver_at(db, "HabilitationGranted", alice, {**granted, "basis": "member"}, t0 + timedelta(minutes=2))
     deliver_at(db, "CareCircleMemberAdded", alice, nurse, t0 + timedelta(minutes=1))
     assert circle()["list"] == [
-        {"member_id": uid(3), "holder_kind": "person", "holder_id": "person-7", "roles": [], "habilitated": True}
+        {
+            "member_id": uid(3),
+            "holder_kind": "person",
+            "holder_id": "person-7",
+            "roles": [],
+            "habilitated": True,
+        }
     ]  # the addition is older than the grant: its roles wait for a newer event
     deliver_at(db, "CareCircleMemberAdded", alice, nurse, t0 + timedelta(minutes=3))
     assert circle()["roles"] == {"intervenant": 1} and circle()["habilitated"] == 1
