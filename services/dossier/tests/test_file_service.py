@@ -48,9 +48,18 @@ def create(client: Any, issuer: TestIssuer, n: int, sub: str = "person-1") -> st
 
 
 def deliver(
-    db: Any, producer: str, kind: str, subject: str, data: dict[str, Any], actor: str = "person-7"
+    db: Any,
+    producer: str,
+    kind: str,
+    subject: str,
+    data: dict[str, Any],
+    actor: str = "person-7",
+    at: datetime | None = None,
 ) -> None:
+    """`at`: when the event happened, whenever it is delivered."""
     envelope = make_envelope(event_type=kind, producer=producer, subject=subject, actor=actor, data=data)
+    if at is not None:
+        envelope["occurred_at"] = at.isoformat()
     consumer = SERVICE.create_worker(db=db).consumers[0]
     queue = f"dossier.{producer}.events"
     assert consumer.handle(envelope, queue) is True
@@ -122,13 +131,6 @@ def outbox(db: Any) -> list[dict[str, Any]]:
         return list(s.scalars(select(db.outbox.c.envelope).order_by(db.outbox.c.position)))
 
 
-def deliver_at(db: Any, kind: str, subject: str, data: dict[str, Any], at: datetime) -> None:
-    """A cercle event that happened at `at`, whenever it is delivered."""
-    envelope = make_envelope(event_type=kind, producer="cercle", subject=subject, actor="person-7", data=data)
-    envelope["occurred_at"] = at.isoformat()
-    assert SERVICE.create_worker(db=db).consumers[0].handle(envelope, "dossier.cercle.events") is True
-
-
 def test_the_circle_keeps_each_members_newest_state_whatever_the_delivery_order(
     service: Any, issuer: TestIssuer
 ) -> None:
@@ -145,8 +147,15 @@ def test_the_circle_keeps_each_members_newest_state_whatever_the_delivery_order(
         return dict(response.json()["care_circle"])
 
     # Granted, then added: the grant arrives first, the addition keeps it.
-    deliver_at(db, "HabilitationGranted", alice, {**granted, "basis": "member"}, t0 + timedelta(minutes=2))
-    deliver_at(db, "CareCircleMemberAdded", alice, nurse, t0 + timedelta(minutes=1))
+    deliver(
+        db,
+        "cercle",
+        "HabilitationGranted",
+        alice,
+        {**granted, "basis": "member"},
+        at=t0 + timedelta(minutes=2),
+    )
+    deliver(db, "cercle", "CareCircleMemberAdded", alice, nurse, at=t0 + timedelta(minutes=1))
     assert circle()["list"] == [
         {
             "member_id": uid(3),
@@ -156,15 +165,15 @@ def test_the_circle_keeps_each_members_newest_state_whatever_the_delivery_order(
             "habilitated": True,
         }
     ]  # the addition is older than the grant: its roles wait for a newer event
-    deliver_at(db, "CareCircleMemberAdded", alice, nurse, t0 + timedelta(minutes=3))
+    deliver(db, "cercle", "CareCircleMemberAdded", alice, nurse, at=t0 + timedelta(minutes=3))
     assert circle()["roles"] == {"intervenant": 1} and circle()["habilitated"] == 1
 
     # Removed at minute 5; a revocation sent at minute 4 and delivered late changes nothing.
-    deliver_at(db, "CareCircleMemberRemoved", alice, granted, t0 + timedelta(minutes=5))
-    deliver_at(db, "HabilitationRevoked", alice, granted, t0 + timedelta(minutes=4))
+    deliver(db, "cercle", "CareCircleMemberRemoved", alice, granted, at=t0 + timedelta(minutes=5))
+    deliver(db, "cercle", "HabilitationRevoked", alice, granted, at=t0 + timedelta(minutes=4))
     assert circle()["members"] == 0
     # Added again later: back, not habilitated until a new grant.
-    deliver_at(db, "CareCircleMemberAdded", alice, nurse, t0 + timedelta(minutes=6))
+    deliver(db, "cercle", "CareCircleMemberAdded", alice, nurse, at=t0 + timedelta(minutes=6))
     assert circle()["members"] == 1 and circle()["habilitated"] == 0
     feed = client.get(f"/api/patients/{alice}/feed", headers=me).json()["items"]
     assert sum(1 for line in feed if line["event_type"] == "CareCircleMemberAdded") == 3
