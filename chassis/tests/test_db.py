@@ -8,16 +8,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, create_engine, select
 
-from chassis.db import insert_ignoring_conflicts, normalise_url
+from chassis.db import insert_ignoring_conflicts
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def engine(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
-    if request.param == "postgresql":
-        url = normalise_url(request.getfixturevalue("postgres_database"))
-    else:
-        url = f"sqlite:///{tmp_path / 'keys.db'}"
-    engine = create_engine(url)
+@pytest.fixture
+def engine(database_url: str) -> Any:
+    engine = create_engine(database_url)
     yield engine
     engine.dispose()
 

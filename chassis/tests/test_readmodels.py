@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import MetaData, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Session
 
-from chassis.db import normalise_url
 from chassis.readmodels import HabilitationRow, set_habilitation
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -25,13 +24,9 @@ class Habilitation(HabilitationRow, Base):
     pass
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def session(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
-    if request.param == "postgresql":
-        url = normalise_url(request.getfixturevalue("postgres_database"))
-    else:
-        url = f"sqlite:///{tmp_path / 'habilitations.db'}"
-    engine = create_engine(url)
+@pytest.fixture
+def session(database_url: str) -> Any:
+    engine = create_engine(database_url)
     Base.metadata.create_all(engine)
     with Session(engine, expire_on_commit=False) as session:
         yield session
