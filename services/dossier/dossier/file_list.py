@@ -2,9 +2,11 @@
 
 `file_list_rows` holds one row per (holder, visible patient). It is kept here, in the
 same transaction as what changes it:
-- habilitations (the read model of cercle's events, or the creator's own row) grant and
-  revoke rows — through an ORM flush hook, so every code path that writes a Habilitation
-  or changes a Patient keeps the list right without knowing about it;
+- a creation lists its file for its creator (`list_created_file`), and a habilitation
+  whose state changed (cercle's events) grants or revokes a row (`follow_habilitation`):
+  both are written as plain statements, which the use case calls itself;
+- a Patient changed through the ORM refreshes its rows through a flush hook, so every code
+  path that edits an identity keeps the list right without knowing about it;
 - the panels (status, death, memos...) and consumed events touch `last_update`.
 """
 
