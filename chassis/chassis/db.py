@@ -25,6 +25,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    insert,
     select,
     text,
 )
@@ -188,6 +189,26 @@ def insert_if_absent(session: Session, table: Table, values: dict[str, Any]) -> 
         statement = insert_ignoring_conflicts(table, dialect)
         _INSERTS_IF_ABSENT[(dialect, table)] = statement
     session.execute(statement, values)
+
+
+def insert_new(session: Session, obj: Any) -> None:
+    """INSERT a new ORM object's row as a plain statement, on the session's connection:
+    the columns set on it, the columns' defaults for the rest (as the ORM would).
+
+    For rows that are new by construction and not changed again in the transaction: the
+    ORM's unit of work (flush, identity map) cost more than the INSERT itself on the
+    creation path (tests/bench/README.md). The object stays outside the session: a later
+    query in the transaction reads the row from the database."""
+    table = obj.__table__
+    state = obj.__dict__
+    values = {column.key: state[column.key] for column in table.columns if column.key in state}
+    statement = _PLAIN_INSERTS.get(table)
+    if statement is None:
+        statement = _PLAIN_INSERTS[table] = insert(table)
+    session.connection().execute(statement, values)
+
+
+_PLAIN_INSERTS: dict[Table, Insert] = {}
 
 
 class Database:

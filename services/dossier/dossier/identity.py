@@ -14,7 +14,7 @@ from sqlalchemy import ARRAY, Date, Select, String, and_, any_, bindparam, inser
 from sqlalchemy.orm import Session
 
 from chassis.auth import Actor
-from chassis.db import Database, UnitOfWork, new_id, utcnow
+from chassis.db import Database, UnitOfWork, insert_new, new_id, utcnow
 from chassis.problems import Problem, conflict, date_field, invalid, not_found
 from dossier import domain, domain_identity, domain_matching, file_list
 from dossier.domain import PLACEHOLDER_BIRTH_DATE, IdentityRuleError
@@ -303,20 +303,7 @@ def _history(
 # Built once: every creation and identity change runs them.
 _INSERT_HISTORY = insert(IdentityHistory.__table__)
 _INSERT_CONSENT = insert(Consent.__table__)
-_INSERT_PATIENT = insert(Patient.__table__)
 _INSERT_HABILITATION = insert(Habilitation.__table__)
-# Every column with its default: a new patient's row always has the same columns, so its
-# INSERT is compiled once.
-_PATIENT_DEFAULTS: dict[str, Any] = {
-    column.key: column.default.arg if column.default is not None and column.default.is_scalar else None
-    for column in Patient.__table__.columns
-}
-
-
-def _new_row(patient: Patient) -> dict[str, Any]:
-    """A new patient's row: what the use case set on it, the column defaults elsewhere."""
-    state = patient.__dict__
-    return {key: state.get(key, default) for key, default in _PATIENT_DEFAULTS.items()}
 
 
 def _jsonable(value: Any) -> Any:
@@ -393,8 +380,8 @@ def create_patient(db: Database, actor: Actor, body: dict[str, Any], today: date
         # Plain INSERTs for rows that are new by construction: the ORM's flush of the
         # patient and its habilitation was a quarter of a creation's CPU (py-spy, in
         # tests/bench/README.md).
+        insert_new(uow.session, patient)
         conn = uow.session.connection()
-        conn.execute(_INSERT_PATIENT, _new_row(patient))
         # The creator sees the file at once (PAT-6); cercle confirms with HabilitationGranted.
         conn.execute(
             _INSERT_HABILITATION,
