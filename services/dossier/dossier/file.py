@@ -18,7 +18,7 @@ from sqlalchemy import Update, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from chassis.auth import Actor
-from chassis.db import Database, UnitOfWork, new_id, utcnow
+from chassis.db import Database, UnitOfWork, insert_new, new_id, utcnow
 from chassis.problems import Problem, conflict, forbidden, invalid, not_found
 from dossier import domain, domain_file, file_list
 from dossier.models import Patient
@@ -86,7 +86,7 @@ def _patient(session: Session, patient_id: str) -> Patient:
     return patient
 
 
-def _feed(
+def write_feed_line(
     session: Session,
     patient_id: str,
     event_type: str,
@@ -114,12 +114,8 @@ def _feed(
         active=active,
         occurred_at=when or utcnow(),
     )
-    session.connection().execute(_INSERT_FEED, {key: getattr(entry, key) for key in _FEED_COLUMNS})
+    insert_new(session, entry)
     return entry
-
-
-_INSERT_FEED = insert(FeedEntry.__table__)
-_FEED_COLUMNS = tuple(column.key for column in FeedEntry.__table__.columns)
 
 
 def _profile(session: Session, patient_id: str) -> FileProfile:
@@ -215,7 +211,7 @@ def link_patients(
         )
         s.add(link)
         for pid in (patient_id, other_id):
-            _feed(s, pid, "PatientsLinked", actor.person_id, ref_id=link.id)
+            write_feed_line(s, pid, "PatientsLinked", actor.person_id, ref_id=link.id)
             file_list.touch(s, pid)
         uow.emit(
             "PatientsLinked",
@@ -234,7 +230,7 @@ def unlink_patients(db: Database, actor: Actor, patient_id: str, link_id: str) -
             raise not_found("link")
         s.delete(link)
         for pid in (link.patient_id, link.linked_patient_id):
-            _feed(s, pid, "PatientsUnlinked", actor.person_id, ref_id=link.id)
+            write_feed_line(s, pid, "PatientsUnlinked", actor.person_id, ref_id=link.id)
             file_list.touch(s, pid)
         uow.emit(
             "PatientsUnlinked",
@@ -315,7 +311,7 @@ def _record_status(
     profile.structures = _codes(sorted(current))
     profile.updated_at = utcnow()
     s.flush()
-    _feed(s, patient_id, "FileStatusChanged", actor.person_id, ref_id=row.id)
+    write_feed_line(s, patient_id, "FileStatusChanged", actor.person_id, ref_id=row.id)
     file_list.refresh(s, patient_id)
     uow.emit(
         "FileStatusChanged",
@@ -464,7 +460,7 @@ def add_hospitalisation(
             created_at=utcnow(),
         )
         uow.session.add(stay)
-        _feed(uow.session, patient_id, "HospitalisationRecorded", actor.person_id, ref_id=stay.id)
+        write_feed_line(uow.session, patient_id, "HospitalisationRecorded", actor.person_id, ref_id=stay.id)
         file_list.touch(uow.session, patient_id)
         uow.commit()
         return stay_view(stay, today)
@@ -508,7 +504,7 @@ def declare_death(
         )
         s.add(death)
         s.flush()
-        _feed(s, patient_id, "PatientDeceased", actor.person_id, importance="tres_important")
+        write_feed_line(s, patient_id, "PatientDeceased", actor.person_id, importance="tres_important")
         file_list.refresh(s, patient_id)
         # notify turns this into messages for the circle members who asked (PAT-11).
         uow.emit(
@@ -585,7 +581,7 @@ def add_memo(db: Database, actor: Actor, patient_id: str, body: dict[str, Any]) 
             updated_at=now,
         )
         uow.session.add(memo)
-        _feed(
+        write_feed_line(
             uow.session, patient_id, "MemoAdded", actor.person_id, ref_id=memo.id, importance=memo.importance
         )
         file_list.touch(uow.session, patient_id, now)
@@ -694,7 +690,7 @@ def add_feed_note(db: Database, actor: Actor, patient_id: str, body: dict[str, A
         raise invalid("text", "text is longer than 5000 characters")
     with db.unit_of_work(actor.person_id) as uow:
         _patient(uow.session, patient_id)
-        entry = _feed(
+        entry = write_feed_line(
             uow.session, patient_id, "FeedNoteAdded", actor.person_id, importance=importance, note=note
         )
         file_list.touch(uow.session, patient_id, entry.occurred_at)
@@ -1174,7 +1170,7 @@ def on_task_created(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     row.due_date = date.fromisoformat(data["due_date"]) if data.get("due_date") else None
     row.version = data["aggregate_version"]
     importance = "important" if data["level"] in ("important", "urgent") else "normal"
-    _feed(
+    write_feed_line(
         s,
         data["patient_id"],
         "TaskCreated",
@@ -1207,7 +1203,7 @@ def on_task_status_changed(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
             select(FeedEntry).where(FeedEntry.ref_id == data["task_id"], FeedEntry.kind == "event")
         ):
             entry.active = is_open
-    _feed(
+    write_feed_line(
         s,
         data["patient_id"],
         "TaskStatusChanged",
@@ -1242,7 +1238,7 @@ def on_appointment(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
         row.cancelled = kind == "AppointmentCancelled"
         for entry in s.scalars(select(FeedEntry).where(FeedEntry.ref_id == data["appointment_id"])):
             entry.active = not row.cancelled
-    _feed(
+    write_feed_line(
         s,
         data["patient_id"],
         kind,
@@ -1316,7 +1312,7 @@ def on_member_added(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
         when,
         lambda habilitated: {"roles": roles, "habilitated": habilitated or granted, "removed": False},
     )
-    _feed(
+    write_feed_line(
         uow.session,
         data["patient_id"],
         "CareCircleMemberAdded",
@@ -1330,7 +1326,7 @@ def on_member_added(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
 def on_member_removed(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     data, when = envelope["data"], _when(envelope)
     _set_member(uow.session, data, when, lambda _: {"removed": True, "habilitated": False})
-    _feed(
+    write_feed_line(
         uow.session,
         data["patient_id"],
         "CareCircleMemberRemoved",
@@ -1346,12 +1342,14 @@ def on_habilitation(uow: UnitOfWork, envelope: dict[str, Any], active: bool) -> 
     data, when = envelope["data"], _when(envelope)
     _set_member(uow.session, data, when, lambda _: {"habilitated": active})
     kind = "HabilitationGranted" if active else "HabilitationRevoked"
-    _feed(uow.session, data["patient_id"], kind, envelope.get("actor"), ref_id=data["member_id"], when=when)
+    write_feed_line(
+        uow.session, data["patient_id"], kind, envelope.get("actor"), ref_id=data["member_id"], when=when
+    )
 
 
 def on_break_glass_granted(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     data, when = envelope["data"], _when(envelope)
-    _feed(
+    write_feed_line(
         uow.session,
         data["patient_id"],
         "BreakGlassAccessGranted",
@@ -1368,7 +1366,7 @@ def on_break_glass_ended(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     data, when = envelope["data"], _when(envelope)
     for entry in uow.session.scalars(select(FeedEntry).where(FeedEntry.ref_id == data["grant_id"])):
         entry.active = False
-    _feed(
+    write_feed_line(
         uow.session,
         data["patient_id"],
         "BreakGlassAccessEnded",
@@ -1380,7 +1378,7 @@ def on_break_glass_ended(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
 
 def on_document_added(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
     data, when = envelope["data"], _when(envelope)
-    _feed(
+    write_feed_line(
         uow.session,
         data["patient_id"],
         "DocumentAdded",

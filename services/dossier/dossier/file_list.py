@@ -44,7 +44,6 @@ from dossier.models_file import (
     Death,
     Delegation,
     Favourite,
-    FeedEntry,
     FileListRow,
     FileProfile,
     FileStatus,
@@ -206,28 +205,12 @@ def rebuild(conn: Connection, batch: int = 5000) -> int:
 
 # Built once: every creation and every grant runs them.
 _INSERT_ROW = insert(ROWS)
-_INSERT_FEED_ENTRY = insert(FeedEntry.__table__)
 
 
 def list_created_file(conn: Connection, patient: Patient, holder_kind: str, holder_id: str) -> None:
-    """A file created in this transaction (PAT-6): the first line of its news feed (PAT-14)
-    and its creator's list row. The creation calls this itself: it writes its rows as plain
-    INSERTs, which the flush hook below does not see."""
-    conn.execute(
-        _INSERT_FEED_ENTRY,
-        {
-            "id": new_id(),
-            "patient_id": patient.id,
-            "kind": "event",
-            "event_type": "PatientCreated",
-            "ref_id": patient.id,
-            "actor_id": patient.created_by,
-            "importance": "normal",
-            "text": None,
-            "active": False,
-            "occurred_at": patient.created_at,
-        },
-    )
+    """A file created in this transaction (PAT-6): its creator's list row. The creation
+    calls this itself: it writes its rows as plain INSERTs, which the flush hook below does
+    not see."""
     grant(conn, patient.id, domain_file.holder_key(holder_kind, holder_id), created=patient)
 
 

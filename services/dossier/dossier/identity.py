@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from chassis.auth import Actor
 from chassis.db import Database, UnitOfWork, insert_new, new_id, utcnow
 from chassis.problems import Problem, conflict, date_field, invalid, not_found
-from dossier import domain, domain_identity, domain_matching, file_list
+from dossier import domain, domain_identity, domain_matching, file, file_list
 from dossier.domain import PLACEHOLDER_BIRTH_DATE, IdentityRuleError
 from dossier.domain_matching import Identity, Match
 from dossier.domain_nir import check_nir_matches_traits
@@ -392,6 +392,10 @@ def create_patient(db: Database, actor: Actor, body: dict[str, Any], today: date
                 "active": True,
                 "updated_at": now,
             },
+        )
+        # The first line of its news feed (PAT-14), and its creator's list row.
+        file.write_feed_line(
+            uow.session, patient.id, "PatientCreated", patient.created_by, ref_id=patient.id, when=now
         )
         file_list.list_created_file(conn, patient, patient.owner_kind, patient.owner_id)
         conn.execute(
