@@ -58,8 +58,7 @@ def apply_user_registered(uow: UnitOfWork, envelope: dict[str, Any]) -> None:
 
 def apply_habilitation(uow: UnitOfWork, envelope: dict[str, Any], active: bool) -> None:
     """Grant or revoke in the read model; an older event never overrides a newer one."""
-    record_habilitation(uow.session, Habilitation, envelope, active)
-    uow.session.flush()
+    record_habilitation(uow.session, Habilitation, envelope, active)  # written at once: no flush
 
 
 def habilitated(session: Session, patient_id: str) -> list[domain.Recipient]:
