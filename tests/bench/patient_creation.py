@@ -10,7 +10,10 @@ that runs on every creation searches a realistic base. Then, one at a time:
 - raw psycopg: one INSERT of the same patient row and one commit per row (the floor);
 - `POST /api/patients` through the gateway of the distributed mode (gunicorn, PostgreSQL,
   RabbitMQ; the same base loaded into its dossier database), by one client and by
-  `--clients` clients at once.
+  `--clients` clients at once;
+- then `GET /api/patients/{id}` of the files just created, through the same gateway, by as
+  many clients: the cheapest request on that path (one row by primary key, its access
+  recorded), a ceiling for any request there, a creation included.
 Prints p50/p99 per creation and creations/s for each, and the ratios.
 """
 
@@ -21,6 +24,8 @@ import os
 import statistics
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -92,47 +97,67 @@ def creation_body(person: dict[str, Any]) -> dict[str, Any]:
 
 def _post_all(
     gateway: str, headers: dict[str, str], batch: list[dict[str, Any]], clients: int
-) -> tuple[list[float], float, int]:
-    """`clients` threads share `batch`, each posting one creation after the other."""
+) -> tuple[list[float], float, int, list[str]]:
+    """`clients` threads share `batch`, each posting one creation after the other.
+    Returns latencies (ms), creations/s, how many were answered 409, the created ids."""
+
+    def create(client: Any, body: dict[str, Any]) -> Any:
+        response = client.post("/api/patients", json=body)
+        assert response.status_code in (201, 409), response.text
+        return response
+
+    latencies, rate, responses = _load(gateway, headers, batch, clients, create)
+    created = [r.json()["id"] for r in responses if r.status_code == 201]
+    return latencies, rate, sum(r.status_code == 409 for r in responses), created
+
+
+def _load(
+    gateway: str, headers: dict[str, str], items: list[Any], clients: int, send: Any
+) -> tuple[list[float], float, list[Any]]:
+    """`clients` threads share `items`, each sending one request after the other with
+    `send(client, item)`: (latencies ms, requests/s, responses)."""
     import threading
 
     import httpx
 
     latencies: list[float] = []
-    conflicts: list[int] = []
+    responses: list[Any] = []
     lock = threading.Lock()
 
-    def run(share: list[dict[str, Any]]) -> None:
+    def run(share: list[Any]) -> None:
         with httpx.Client(base_url=gateway, headers=headers, timeout=30) as client:
-            for body in share:
+            for item in share:
                 started = time.perf_counter()
-                response = client.post("/api/patients", json=body)
+                response = send(client, item)
                 elapsed = (time.perf_counter() - started) * 1000
-                assert response.status_code in (201, 409), response.text
                 with lock:
                     latencies.append(elapsed)
-                    conflicts.append(int(response.status_code == 409))
+                    responses.append(response)
 
-    threads = [threading.Thread(target=run, args=(batch[i::clients],)) for i in range(clients)]
+    threads = [threading.Thread(target=run, args=(items[i::clients],)) for i in range(clients)]
     started_all = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return latencies, len(batch) / (time.perf_counter() - started_all), sum(conflicts)
+    return latencies, len(items) / (time.perf_counter() - started_all), responses
 
 
-def through_gateway(
-    args: argparse.Namespace,
-) -> dict[int, tuple[list[float], float, int, dict[str, float]]]:
-    """Creations through the gateway: {clients: (latencies ms, creations/s, 409 answers,
-    CPU ms per creation of each process of the suite)}. The CPU is counted until every
-    consumer has gone quiet, so that the events a creation sets off are paid for too."""
+Phase = tuple[list[float], float, int, dict[str, float]]
+
+
+def through_gateway(args: argparse.Namespace) -> tuple[dict[int, Phase], dict[int, Phase]]:
+    """Creations through the gateway, then reads of the created files through the same
+    gateway: for each, {clients: (latencies ms, requests/s, 409 answers, CPU ms per request
+    of each process of the suite)}. The CPU is counted until every consumer has gone quiet,
+    so that the events a creation sets off are paid for too.
+
+    The read (`GET /api/patients/{id}`: one row by primary key) is the cheapest request on
+    this path: whatever a creation does, it cannot go faster than that on this machine."""
     import httpx
     import psycopg
 
     from dossier.demo_patients import bulk_insert, generate
-    from tests.bench import cpu
     from tests.bench.distributed_suite import distributed_suite
 
     def load_base(env: dict[str, str]) -> None:
@@ -142,8 +167,14 @@ def through_gateway(
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("ANALYZE patients")
 
+    def read(client: Any, patient_id: str) -> Any:
+        response = client.get(f"/api/patients/{patient_id}")
+        assert response.status_code == 200, response.text
+        return response
+
     people = [creation_body(p) for p in generate(args.creations * 3, seed=6161)]
-    results: dict[int, tuple[list[float], float, int, dict[str, float]]] = {}
+    creations: dict[int, Phase] = {}
+    reads: dict[int, Phase] = {}
     with distributed_suite(args.workers, before_start=load_base) as suite:
         roots = {**suite.pids, "benchmark client": os.getpid()}
         headers = {"Authorization": f"Bearer {suite.token()}"}
@@ -151,15 +182,32 @@ def through_gateway(
             for body in people[:20]:
                 warm.post("/api/patients", json=body)
         batches = {1: people[20 : 20 + args.creations], args.clients: people[20 + args.creations :]}
+        created: list[str] = []
         for clients, batch in batches.items():
-            _wait_quiet(roots, {})
-            idle = _idle_rates(roots)
-            before, started = cpu.snapshot(roots), time.monotonic()
-            latencies, rate, conflicts = _post_all(suite.gateway, headers, batch, clients)
-            after, ended = _wait_quiet(roots, idle)
-            spent = cpu.per_unit(before, after, len(batch), idle=idle, seconds=ended - started)
-            results[clients] = (latencies, rate, conflicts, spent)
-    return results
+            with _measured(roots, len(batch)) as spent:
+                latencies, rate, conflicts, ids = _post_all(suite.gateway, headers, batch, clients)
+            creations[clients] = (latencies, rate, conflicts, spent)
+            created.extend(ids)
+        for clients in batches:
+            with _measured(roots, len(created)) as spent:
+                latencies, rate, _ = _load(suite.gateway, headers, created, clients, read)
+            reads[clients] = (latencies, rate, 0, spent)
+    return creations, reads
+
+
+@contextmanager
+def _measured(roots: dict[str, int], units: int) -> Iterator[dict[str, float]]:
+    """CPU ms per unit of each process group over the block, and until the suite is quiet
+    again; filled in when the block ends."""
+    from tests.bench import cpu
+
+    _wait_quiet(roots, {})
+    idle = _idle_rates(roots)
+    spent: dict[str, float] = {}
+    before, started = cpu.snapshot(roots), time.monotonic()
+    yield spent
+    after, ended = _wait_quiet(roots, idle)
+    spent.update(cpu.per_unit(before, after, units, idle=idle, seconds=ended - started))
 
 
 def _idle_rates(roots: dict[str, int], seconds: float = 2.0) -> dict[str, float]:
@@ -193,14 +241,15 @@ def _wait_quiet(roots: dict[str, int], idle: dict[str, float]) -> tuple[dict[str
 
 
 def print_gateway(
-    gateway: dict[int, tuple[list[float], float, int, dict[str, float]]],
+    gateway: tuple[dict[int, Phase], dict[int, Phase]],
     args: argparse.Namespace,
     replay_rate: float | None,
     raw_rate: float | None,
 ) -> None:
     from tests.bench import cpu
 
-    for clients, (ms, rate, conflicts, cpu_ms) in gateway.items():
+    creations, reads = gateway
+    for clients, (ms, rate, conflicts, cpu_ms) in creations.items():
         floors = (
             f" -> {rate / replay_rate:.2f}x raw same work, {rate / raw_rate:.2f}x raw single INSERT"
             " (target: within 2x of raw)"
@@ -216,6 +265,17 @@ def print_gateway(
             "  CPU per creation, until the events it set off are all handled (the suite's idle "
             f"CPU taken off): {cpu.describe(cpu_ms)}"
         )
+    for clients, (ms, rate, _, cpu_ms) in reads.items():
+        floors = (
+            f" -> {rate / replay_rate:.2f}x raw same work of a creation, {rate / raw_rate:.2f}x raw single INSERT"
+            if replay_rate and raw_rate
+            else ""
+        )
+        print(
+            f"the cheapest request on the same path, GET /api/patients/{{id}} of a created file, {clients} "
+            f"client(s): p50 {statistics.median(ms):.1f} ms, p99 {percentile(ms, 99):.1f} ms, {rate:.0f} reads/s{floors}"
+        )
+        print(f"  CPU per read: {cpu.describe(cpu_ms)}")
 
 
 def main() -> None:
