@@ -45,7 +45,16 @@ from chassis.problems import PROBLEM_JSON
 from chassis.settings import Settings, contracts_dir, env, service_url
 from gateway import docs, journal
 from gateway.audit import AccessRecord, AuditWriter, clip
-from gateway.decisions import CacheKey, Decision, DecisionCache, DecisionUnavailable, ask_cercle
+from gateway.decisions import (
+    FIRST_RETRY_S,
+    MAX_RETRY_S,
+    UNKNOWN_PATIENT_WAIT_S,
+    CacheKey,
+    Decision,
+    DecisionCache,
+    DecisionUnavailable,
+    ask_cercle,
+)
 from gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from gateway.revocations import RevocationConsumer
 from gateway.routes import Match, RouteTable
@@ -190,6 +199,7 @@ class GatewayApp:
         self.verifier = TokenVerifier(settings.oidc_issuer, settings.oidc_audience)
         self.metrics = GatewayMetrics()
         self.cache = DecisionCache()
+        self.unknown_patient_wait_s = UNKNOWN_PATIENT_WAIT_S
         self.audit = AuditWriter(settings.database_url, on_drop=self.metrics.audit_dropped.inc)
         self.revocations = RevocationConsumer(
             settings.broker_url, self.cache, on_event=self.metrics.revocations.inc
@@ -520,6 +530,20 @@ class GatewayApp:
         propagate.inject(headers)
         generation = self.cache.generation(patient_id)
         decision = await ask_cercle(client, patient_id, headers)
+        if not decision.patient_known:
+            # Read your own writes: the creator opens a file that cercle learns of a few
+            # milliseconds later (PatientCreated). Ask again until it knows the patient,
+            # for a bounded time; then a refusal it is.
+            deadline = time.monotonic() + self.unknown_patient_wait_s
+            delay = FIRST_RETRY_S
+            while not decision.patient_known and (left := deadline - time.monotonic()) > 0:
+                await asyncio.sleep(min(delay, left))
+                delay = min(2 * delay, MAX_RETRY_S)
+                generation = self.cache.generation(patient_id)
+                decision = await ask_cercle(client, patient_id, headers)
+            self.metrics.unknown_patient_waits.labels(
+                "known" if decision.patient_known else "still_unknown"
+            ).inc()
         self.metrics.decisions.labels("allowed" if decision.allowed else "refused").inc()
         self.cache.put(key, decision, generation)
         return decision

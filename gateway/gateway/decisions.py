@@ -20,10 +20,25 @@ from typing import Any
 
 import httpx
 
-__all__ = ["MAX_CACHE_S", "Decision", "DecisionCache", "DecisionUnavailable", "ask_cercle"]
+__all__ = [
+    "FIRST_RETRY_S",
+    "MAX_CACHE_S",
+    "MAX_RETRY_S",
+    "UNKNOWN_PATIENT_WAIT_S",
+    "Decision",
+    "DecisionCache",
+    "DecisionUnavailable",
+    "ask_cercle",
+]
 
 MAX_CACHE_S = 5.0
 DECISION_TIMEOUT_S = 2.0
+# A file just created reaches cercle by its PatientCreated event a few milliseconds after
+# dossier answered: while cercle does not know the patient, the gateway asks again (first
+# after FIRST_RETRY_S, then twice as long each time) for up to this long before refusing.
+UNKNOWN_PATIENT_WAIT_S = 2.0
+FIRST_RETRY_S = 0.01
+MAX_RETRY_S = 0.25
 DEFAULT_MAX_ENTRIES = 100_000
 REFUSING_STATUSES = frozenset({400, 403, 404})
 
@@ -42,6 +57,8 @@ class Decision:
     max_age_s: float
     #: End of a break-the-glass grant (aware UTC); None for the other bases.
     expires_at: datetime | None = None
+    #: False when cercle has not learnt of the patient yet (a refusal that may not last).
+    patient_known: bool = True
 
 
 class DecisionCache:
@@ -171,6 +188,9 @@ def parse_decision(body: Any) -> Decision:
         raise DecisionUnavailable("decision 'basis' is not a string")
     if isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or max_age < 0:
         raise DecisionUnavailable("decision 'max_age_s' is not a non-negative number")
+    patient_known = body.get("patient_known", True)  # absent from an older cercle: known
+    if not isinstance(patient_known, bool):
+        raise DecisionUnavailable("decision 'patient_known' is not a boolean")
     raw_expiry = body.get("expires_at")
     expires_at: datetime | None = None
     if raw_expiry is not None:
@@ -182,7 +202,13 @@ def parse_decision(body: Any) -> Decision:
             raise DecisionUnavailable("decision 'expires_at' is not a date-time") from exc
         if expires_at.tzinfo is None:
             raise DecisionUnavailable("decision 'expires_at' has no time zone")
-    return Decision(allowed=allowed, basis=basis, max_age_s=float(max_age), expires_at=expires_at)
+    return Decision(
+        allowed=allowed,
+        basis=basis,
+        max_age_s=float(max_age),
+        expires_at=expires_at,
+        patient_known=allowed or patient_known,
+    )
 
 
 async def ask_cercle(client: httpx.AsyncClient, patient_id: str, headers: Mapping[str, str]) -> Decision:

@@ -38,6 +38,13 @@ class GatewayMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.unknown_patient_waits = Counter(
+            "gateway_unknown_patient_waits",
+            "Decisions on a patient cercle did not know yet, asked again until it did (known) or "
+            "until the wait ran out (still_unknown): a measure of cercle's lag behind dossier",
+            ["result"],
+            registry=self.registry,
+        )
         self.revocations = Counter(
             "gateway_revocation_events", "Revocation events handled", registry=self.registry
         )

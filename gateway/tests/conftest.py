@@ -134,6 +134,9 @@ class FakeCercle:
     delegated: dict[tuple[str, str], str] = field(default_factory=dict)
     expires_at: dict[str, str] = field(default_factory=dict)  # patient_id -> end of a break-glass grant
     max_age_s: int = 30
+    # Patients cercle has not learnt of yet (their PatientCreated on its way): patient_id ->
+    # how many more questions about it are answered "unknown" before it arrives, granted.
+    arriving: dict[str, int] = field(default_factory=dict)
     mode: str = "ok"  # ok | error | bad-json | slow
     calls: list[dict[str, Any]] = field(default_factory=list)
     server: ServerThread | None = None
@@ -143,6 +146,12 @@ class FakeCercle:
 
     def revoke(self, patient_id: str) -> None:
         self.allowed.pop(patient_id, None)
+
+    def arrives_after(self, patient_id: str, questions: int, basis: str = "person") -> None:
+        """Unknown for the next `questions` questions about it, then known and granted
+        (a very large number: never known)."""
+        self.arriving[patient_id] = questions
+        self.allowed[patient_id] = basis
 
     def app(self) -> Starlette:
         async def decision(request: Request) -> Response:
@@ -160,6 +169,18 @@ class FakeCercle:
                 return Response(b"{not json", media_type="application/json")
             if self.mode == "slow":
                 await asyncio.sleep(3)
+            if self.arriving.get(patient_id, 0) > 0:
+                self.arriving[patient_id] -= 1
+                return JSONResponse(
+                    {
+                        "allowed": False,
+                        "basis": None,
+                        "max_age_s": 0,
+                        "patient_id": patient_id,
+                        "patient_known": False,
+                        "expires_at": None,
+                    }
+                )
             act_for = request.headers.get("x-act-for")
             if act_for:
                 basis = self.delegated.get((act_for, patient_id))

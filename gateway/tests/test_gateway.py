@@ -214,6 +214,38 @@ async def test_not_habilitated_is_403_and_refusals_are_not_cached(
     assert len(dossier.requests) == 1
 
 
+async def test_a_file_just_created_opens_for_its_creator_while_cercle_catches_up(
+    gateway: Any, issuer: TestIssuer, cercle: Any, dossier: Any
+) -> None:
+    # dossier has answered 201; cercle learns of the file from PatientCreated a moment later.
+    patient = new_patient()
+    cercle.arrives_after(patient, questions=3)
+    response = await gateway.client.get(f"/api/patients/{patient}", headers=bearer(issuer))
+    assert response.status_code == 200, response.text
+    assert len(cercle.calls) == 4  # three "unknown yet", then the grant
+    assert len(dossier.requests) == 1
+    metrics = (await gateway.client.get("/metrics")).text
+    assert 'gateway_unknown_patient_waits_total{result="known"} 1.0' in metrics
+
+
+async def test_a_patient_cercle_never_learns_of_is_refused_once_the_wait_runs_out(
+    gateway: Any, issuer: TestIssuer, cercle: Any, dossier: Any
+) -> None:
+    gateway.app.unknown_patient_wait_s = 0.3
+    patient = new_patient()
+    cercle.arrives_after(patient, questions=1_000_000)
+    started = time.monotonic()
+    response = await gateway.client.get(f"/api/patients/{patient}", headers=bearer(issuer))
+    waited = time.monotonic() - started
+    assert response.status_code == 403
+    assert response.json()["type"] == "urn:coordo:problem:not-habilitated"
+    assert 0.3 <= waited < 2.0
+    assert 3 <= len(cercle.calls) <= 10  # asked again with a growing pause, not hammered
+    assert dossier.requests == []
+    metrics = (await gateway.client.get("/metrics")).text
+    assert 'gateway_unknown_patient_waits_total{result="still_unknown"} 1.0' in metrics
+
+
 async def test_allowed_decisions_are_cached_per_person_structure_and_patient(
     gateway: Any, issuer: TestIssuer, cercle: Any, dossier: Any
 ) -> None:

@@ -73,8 +73,22 @@ def first_slice(suite: Any, smtp: Any) -> dict[str, float]:
     patient_id = created.json()["id"]
     path = f"/api/patients/{patient_id}"
 
-    # PAT-6: cercle makes the creator an auto-habilitated member (through the events).
-    eventually(lambda: coordinator.http.get(path).status_code == 200)
+    # PAT-6: the creator opens the new file at once, although cercle learns of it (and makes
+    # the creator an auto-habilitated member) through the events a moment later.
+    opened = coordinator.http.get(path)
+    assert opened.status_code == 200, opened.text
+    # So for files created one after the other: each opens at once, circle included.
+    for birth_name, birth_date in [
+        ("Aubert", "1941-02-03"),
+        ("Barbier", "1952-11-24"),
+        ("Caron", "1937-07-09"),
+    ]:
+        another = coordinator.http.post(
+            "/api/patients", json={**NEW_PATIENT, "birth_name": birth_name, "birth_date": birth_date}
+        )
+        assert another.status_code == 201, another.text
+        circle_of_another = coordinator.http.get(f"/api/patients/{another.json()['id']}/circle")
+        assert circle_of_another.status_code == 200, circle_of_another.text
     circle = coordinator.http.get(f"{path}/circle").json()
     members = circle["members"] if isinstance(circle, dict) else circle
     (creator_member,) = [m for m in members if m["holder_id"] == coordinator.id]

@@ -91,8 +91,9 @@ def create_patient(creator: Caller) -> str:
     created = creator.http.post("/api/patients", json=NEW_PATIENT)
     assert created.status_code == 201, created.text
     patient_id = str(created.json()["id"])
-    # PAT-6: cercle habilitates the creator once it has the PatientCreated event.
-    eventually(lambda: creator.http.get(f"/api/patients/{patient_id}").status_code == 200)
+    # PAT-6: the creator opens the file at once (the gateway waits for cercle to learn of it).
+    opened = creator.http.get(f"/api/patients/{patient_id}")
+    assert opened.status_code == 200, opened.text
     return patient_id
 
 

@@ -199,13 +199,27 @@ def _decide(
 
 
 def decision(db: Database, who: Actor | Caller, patient_id: str) -> dict[str, Any]:
-    """The gateway's habilitation decision for the caller; an unknown patient has no member: refused."""
+    """The gateway's habilitation decision for the caller; an unknown patient has no member: refused.
+
+    A refusal also says whether cercle knows the patient yet: a file just created in dossier
+    reaches cercle by its PatientCreated event a few milliseconds later, and until then the
+    gateway waits for it rather than refuse the creator its own new file."""
     caller = as_caller(who)
     patient_id = _uuid(patient_id)
     with db.session_factory() as session:
         result = _decide(session, patient_id, caller)
+        known = result.allowed
+        if not result.allowed:
+            # Only on a refusal: the allowed path stays one query.
+            known = session.get(KnownPatient, patient_id) is not None
+            if known:
+                # The patient and its creator's membership commit together, maybe just
+                # between the two reads above (each statement sees what was committed when
+                # it began): decide again, now that the patient is seen.
+                result = _decide(session, patient_id, caller)
     return {
         "patient_id": patient_id,
+        "patient_known": known,
         "allowed": result.allowed,
         "basis": result.basis,
         "holder_kind": result.holder.kind if result.holder else None,

@@ -128,6 +128,7 @@ def test_the_decision_allows_the_creator_and_refuses_anyone_else(service: Any, i
     allowed = decide(client, issuer, patient_id, "person-1")
     assert allowed == {
         "patient_id": patient_id,
+        "patient_known": True,
         "allowed": True,
         "basis": "person",
         "holder_kind": "person",
@@ -137,8 +138,39 @@ def test_the_decision_allows_the_creator_and_refuses_anyone_else(service: Any, i
     }
     refused = decide(client, issuer, patient_id, "person-2")
     assert refused["allowed"] is False and refused["basis"] is None
+    assert refused["patient_known"] is True  # a refusal to stand by: the gateway does not wait
     unknown = decide(client, issuer, str(uuid.uuid4()), "person-1")
     assert unknown["allowed"] is False and unknown["basis"] is None
+    # Not known yet (its PatientCreated may still be on its way): the gateway asks again.
+    assert unknown["patient_known"] is False
+
+
+# PostgreSQL only: on SQLite a transaction holds the database from its start (BEGIN
+# IMMEDIATE), so no commit can land between two reads of one decision.
+@pytest.mark.parametrize("service", ["postgresql"], indirect=True)
+def test_a_file_that_arrives_during_the_decision_is_decided_on_what_arrived(
+    service: Any, issuer: TestIssuer, monkeypatch: pytest.MonkeyPatch
+):
+    """PatientCreated commits between the membership read and the known-patient read: the
+    decision must not be "known, refused" (the gateway would refuse the creator at once)."""
+    from cercle import usecases
+
+    client, db = service
+    envelope = patient_created()
+    decide_first = usecases._decide
+    calls: list[bool] = []
+
+    def the_event_lands_right_after(*args: Any, **kwargs: Any) -> Any:
+        result = decide_first(*args, **kwargs)
+        calls.append(result.allowed)
+        if len(calls) == 1:
+            assert SERVICE.create_worker(db=db).consumers[0].handle(envelope, QUEUE) is True
+        return result
+
+    monkeypatch.setattr(usecases, "_decide", the_event_lands_right_after)
+    decision = decide(client, issuer, envelope["data"]["patient_id"], "person-1")
+    assert calls == [False, True]
+    assert (decision["allowed"], decision["patient_known"], decision["basis"]) == (True, True, "person")
 
 
 def test_a_structure_member_gives_access_only_to_whoever_acts_as_that_structure(
