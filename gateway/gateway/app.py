@@ -318,7 +318,7 @@ class GatewayApp:
             self._clients_loop = loop
 
     def client(self, service: str) -> httpx.AsyncClient | None:
-        """A pooled keep-alive httpx client for `service` (decisions, health probes)."""
+        """A pooled keep-alive httpx client for `service` (health probes, the OIDC paths)."""
         self._check_loop()
         client = self._clients.get(service)
         if client is None:
@@ -518,8 +518,8 @@ class GatewayApp:
         return forwarded.response
 
     async def _decide(self, request: Request, patient_id: str, key: CacheKey, request_id: str) -> Decision:
-        client = self.client("cercle")
-        if client is None:
+        pool = self.pool("cercle")
+        if pool is None:
             raise DecisionUnavailable("no cercle URL configured")
         headers = {"authorization": request.headers["authorization"], "x-request-id": request_id}
         _person, act_as, act_for, _patient = key
@@ -529,7 +529,7 @@ class GatewayApp:
             headers["x-act-for"] = act_for
         propagate.inject(headers)
         generation = self.cache.generation(patient_id)
-        decision = await ask_cercle(client, patient_id, headers)
+        decision = await ask_cercle(pool, patient_id, headers)
         if not decision.patient_known:
             # Read your own writes: the creator opens a file that cercle learns of a few
             # milliseconds later (PatientCreated). Ask again until it knows the patient,
@@ -540,7 +540,7 @@ class GatewayApp:
                 await asyncio.sleep(min(delay, left))
                 delay = min(2 * delay, MAX_RETRY_S)
                 generation = self.cache.generation(patient_id)
-                decision = await ask_cercle(client, patient_id, headers)
+                decision = await ask_cercle(pool, patient_id, headers)
             self.metrics.unknown_patient_waits.labels(
                 "known" if decision.patient_known else "still_unknown"
             ).inc()

@@ -2,8 +2,9 @@
 
 Why not httpx on this path: measured on the benchmark machine, httpx.AsyncClient costs
 ~2.3 ms of CPU per forwarded request and httpcore alone ~1.2 ms, against ~0.1 ms here,
-while the gateway's budget is ≤ 1 ms added at p50. httpx stays in use where latency does
-not matter (decisions on cache misses, health probes).
+while the gateway's budget is ≤ 1 ms added at p50. Habilitation decisions asked from
+cercle go through it too; httpx stays in use where neither latency nor CPU matters
+(health probes).
 
 Scope: plain HTTP/1.1 to the services (TLS when the URL says https), raw bytes both
 ways, keep-alive pool per upstream, one retry on a stale pooled connection when the
