@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import uuid
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import CompoundSelect, and_, bindparam, null, or_, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -124,27 +125,65 @@ def invitation_view(invitation: Invitation) -> dict[str, Any]:
 # -- the decision ----------------------------------------------------------------------
 
 
+@functools.cache
+def _memberships_statement(holders: int) -> CompoundSelect:
+    """The request's memberships on some patients, and which of those patients cercle knows,
+    in one statement (one snapshot: a patient and its creator's membership, committed
+    together, are seen together or not at all). Built once per holder count (1 to 3 in
+    practice) and only bound per call: building and hashing it cost more than running it
+    on the gateway's hot path."""
+    patient_ids = bindparam("patient_ids", expanding=True)
+    memberships = select(
+        Member.patient_id,
+        Member.holder_kind,
+        Member.holder_id,
+        Member.habilitated,
+        Member.refused_information_sharing,
+    ).where(
+        Member.patient_id.in_(patient_ids),
+        or_(
+            *(
+                and_(
+                    Member.holder_kind == bindparam(f"kind_{i}"), Member.holder_id == bindparam(f"holder_{i}")
+                )
+                for i in range(holders)
+            )
+        ),
+    )
+    known = select(KnownPatient.patient_id, null(), null(), null(), null()).where(
+        KnownPatient.patient_id.in_(patient_ids)
+    )
+    return union_all(memberships, known)
+
+
+def _memberships(
+    session: Session, patient_ids: Sequence[str], holders: Iterable[domain.Holder]
+) -> tuple[dict[str, dict[domain.Holder, domain.Standing]], set[str]]:
+    """One statement, two indexed lookups (uq_members_holder, known_patients' key): the
+    request's memberships on these patients, and the patients cercle knows."""
+    holder_list = list(dict.fromkeys(holders))
+    parameters: dict[str, Any] = {"patient_ids": list(patient_ids)}
+    for i, holder in enumerate(holder_list):
+        parameters[f"kind_{i}"] = holder.kind
+        parameters[f"holder_{i}"] = holder.id
+    # On the session's connection: plain rows, no ORM result set-up.
+    rows = session.connection().execute(_memberships_statement(len(holder_list)), parameters).all()
+    found: dict[str, dict[domain.Holder, domain.Standing]] = {p: {} for p in patient_ids}
+    known: set[str] = set()
+    for patient_id, kind, holder_id, habilitated, refused in rows:
+        if kind is None:
+            known.add(patient_id)
+        else:
+            found[patient_id][domain.Holder(kind, holder_id)] = domain.Standing(
+                bool(habilitated), bool(refused)
+            )
+    return found, known
+
+
 def _standings(
     session: Session, patient_ids: Sequence[str], holders: Iterable[domain.Holder]
 ) -> dict[str, dict[domain.Holder, domain.Standing]]:
-    """One indexed query (uq_members_holder): the request's memberships on these patients."""
-    holder_list = list(dict.fromkeys(holders))
-    rows = session.execute(
-        select(
-            Member.patient_id,
-            Member.holder_kind,
-            Member.holder_id,
-            Member.habilitated,
-            Member.refused_information_sharing,
-        ).where(
-            Member.patient_id.in_(list(patient_ids)),
-            or_(*(and_(Member.holder_kind == h.kind, Member.holder_id == h.id) for h in holder_list)),
-        )
-    ).all()
-    found: dict[str, dict[domain.Holder, domain.Standing]] = {p: {} for p in patient_ids}
-    for patient_id, kind, holder_id, habilitated, refused in rows:
-        found[patient_id][domain.Holder(kind, holder_id)] = domain.Standing(bool(habilitated), bool(refused))
-    return found
+    return _memberships(session, patient_ids, holders)[0]
 
 
 def _delegation(session: Session, caller: Caller) -> domain.Delegation | None:
@@ -184,18 +223,29 @@ def _break_glass_expiry(session: Session, patient_id: str, caller: Caller) -> da
 def _decide(
     session: Session, patient_id: str, caller: Caller, *, with_break_glass: bool = True
 ) -> domain.Decision:
-    """Hot path: the memberships query, then at most one of the delegation or grant queries."""
+    return _decide_and_know(session, patient_id, caller, with_break_glass=with_break_glass)[0]
+
+
+def _decide_and_know(
+    session: Session, patient_id: str, caller: Caller, *, with_break_glass: bool = True
+) -> tuple[domain.Decision, bool]:
+    """Hot path: the memberships query, then at most one of the delegation or grant queries.
+    Also says whether cercle knows the patient (as of the memberships query)."""
     request = caller.request
-    standings = _standings(session, [patient_id], domain.request_holders(request))[patient_id]
+    memberships, known = _memberships(session, [patient_id], domain.request_holders(request))
+    standings = memberships[patient_id]
     first = domain.decide(request, standings, now=caller.now)
     if first.allowed or any(s.refused for s in standings.values()):
-        return first
+        return first, patient_id in known
     if request.act_for:
-        return domain.decide(request, standings, now=caller.now, delegation=_delegation(session, caller))
+        delegation = _delegation(session, caller)
+        return domain.decide(request, standings, now=caller.now, delegation=delegation), patient_id in known
     if not with_break_glass:
-        return first
+        return first, patient_id in known
     expiry = _break_glass_expiry(session, patient_id, caller)
-    return domain.decide(request, standings, now=caller.now, break_glass_expires_at=expiry)
+    return domain.decide(
+        request, standings, now=caller.now, break_glass_expires_at=expiry
+    ), patient_id in known
 
 
 def decision(db: Database, who: Actor | Caller, patient_id: str) -> dict[str, Any]:
@@ -207,19 +257,10 @@ def decision(db: Database, who: Actor | Caller, patient_id: str) -> dict[str, An
     caller = as_caller(who)
     patient_id = _uuid(patient_id)
     with db.session_factory() as session:
-        result = _decide(session, patient_id, caller)
-        known = result.allowed
-        if not result.allowed:
-            # Only on a refusal: the allowed path stays one query.
-            known = session.get(KnownPatient, patient_id) is not None
-            if known:
-                # The patient and its creator's membership commit together, maybe just
-                # between the two reads above (each statement sees what was committed when
-                # it began): decide again, now that the patient is seen.
-                result = _decide(session, patient_id, caller)
+        result, known = _decide_and_know(session, patient_id, caller)
     return {
         "patient_id": patient_id,
-        "patient_known": known,
+        "patient_known": known or result.allowed,
         "allowed": result.allowed,
         "basis": result.basis,
         "holder_kind": result.holder.kind if result.holder else None,
