@@ -8,7 +8,7 @@ on a tenth of the patients, into a dedicated database `bench_cercle_decision` (d
 the end). Then times `usecases.decision` (what GET /api/internal/decision runs, without
 HTTP) for each path — person, structure, delegation, break_glass, refused stranger,
 refused member — and counts the SQL statements each one issues. Prints p50/p99 per path
-and EXPLAIN of the membership query.
+and EXPLAIN of the decision's statement (memberships and whether cercle knows the patient).
 """
 
 from __future__ import annotations
@@ -182,14 +182,20 @@ def main() -> None:
                 f"{name:<18} {allowed / len(cases):>7.0%} {statements / len(cases):>8.1f} "
                 f"{statistics.median(timings):>7.2f} {p99:>7.2f}"
             )
+        # The decision's own statement (memberships + whether cercle knows the patient), for
+        # a person acting as a structure.
+        statement = usecases._memberships_statement(2).params(
+            patient_ids=[patients[0]],
+            kind_0="person",
+            holder_0=owners[0],
+            kind_1="structure",
+            holder_1="dac-1",
+        )
+        sql = statement.compile(
+            dialect=db.engine.dialect, compile_kwargs={"literal_binds": True, "render_postcompile": True}
+        )
         with db.engine.connect() as conn:
-            plan = conn.execute(
-                text(
-                    "EXPLAIN SELECT holder_kind, holder_id FROM members WHERE patient_id = :p AND "
-                    "((holder_kind = 'person' AND holder_id = :h) OR (holder_kind = 'structure' AND holder_id = 'dac-1'))"
-                ),
-                {"p": patients[0], "h": owners[0]},
-            ).all()
+            plan = conn.exec_driver_sql(f"EXPLAIN {sql}").all()
         print("\n".join(row[0] for row in plan))
         print(
             f"reproduce: .venv/bin/python -m tests.bench.cercle_decision --patients {args.patients} --calls {args.calls}"
