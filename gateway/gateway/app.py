@@ -48,6 +48,7 @@ from gateway.audit import AccessRecord, AuditWriter, clip
 from gateway.decisions import (
     FIRST_RETRY_S,
     MAX_RETRY_S,
+    MAX_UNKNOWN_PATIENT_WAITS,
     UNKNOWN_PATIENT_WAIT_S,
     CacheKey,
     Decision,
@@ -200,6 +201,8 @@ class GatewayApp:
         self.metrics = GatewayMetrics()
         self.cache = DecisionCache()
         self.unknown_patient_wait_s = UNKNOWN_PATIENT_WAIT_S
+        self.max_unknown_patient_waits = MAX_UNKNOWN_PATIENT_WAITS
+        self._unknown_patient_waits = 0  # on the event loop only: no lock
         self.audit = AuditWriter(settings.database_url, on_drop=self.metrics.audit_dropped.inc)
         self.revocations = RevocationConsumer(
             settings.broker_url, self.cache, on_event=self.metrics.revocations.inc
@@ -531,22 +534,38 @@ class GatewayApp:
         generation = self.cache.generation(patient_id)
         decision = await ask_cercle(pool, patient_id, headers)
         if not decision.patient_known:
-            # Read your own writes: the creator opens a file that cercle learns of a few
-            # milliseconds later (PatientCreated). Ask again until it knows the patient,
-            # for a bounded time; then a refusal it is.
-            deadline = time.monotonic() + self.unknown_patient_wait_s
-            delay = FIRST_RETRY_S
-            while not decision.patient_known and (left := deadline - time.monotonic()) > 0:
-                await asyncio.sleep(min(delay, left))
-                delay = min(2 * delay, MAX_RETRY_S)
-                generation = self.cache.generation(patient_id)
-                decision = await ask_cercle(pool, patient_id, headers)
-            self.metrics.unknown_patient_waits.labels(
-                "known" if decision.patient_known else "still_unknown"
-            ).inc()
+            if self._unknown_patient_waits >= self.max_unknown_patient_waits:
+                # Ids that exist nowhere, asked in a flood, must not each cost cercle a
+                # dozen questions: past this many waits at once, refuse at once.
+                self.metrics.unknown_patient_waits.labels("not_waited").inc()
+            else:
+                self._unknown_patient_waits += 1
+                try:
+                    decision, generation = await self._wait_for_patient(pool, patient_id, headers, decision)
+                finally:
+                    self._unknown_patient_waits -= 1
+                self.metrics.unknown_patient_waits.labels(
+                    "known" if decision.patient_known else "still_unknown"
+                ).inc()
         self.metrics.decisions.labels("allowed" if decision.allowed else "refused").inc()
         self.cache.put(key, decision, generation)
         return decision
+
+    async def _wait_for_patient(
+        self, pool: UpstreamPool, patient_id: str, headers: dict[str, str], decision: Decision
+    ) -> tuple[Decision, tuple[int, int]]:
+        """Read your own writes: the creator opens a file that cercle learns of a few
+        milliseconds later (PatientCreated). Ask again, with a doubling pause, until cercle
+        knows the patient or the wait runs out; then a refusal it is."""
+        deadline = time.monotonic() + self.unknown_patient_wait_s
+        delay = FIRST_RETRY_S
+        generation = self.cache.generation(patient_id)
+        while not decision.patient_known and (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(delay, left))
+            delay = min(2 * delay, MAX_RETRY_S)
+            generation = self.cache.generation(patient_id)
+            decision = await ask_cercle(pool, patient_id, headers)
+        return decision, generation
 
     def _audit(
         self,

@@ -27,6 +27,7 @@ __all__ = [
     "FIRST_RETRY_S",
     "MAX_CACHE_S",
     "MAX_RETRY_S",
+    "MAX_UNKNOWN_PATIENT_WAITS",
     "UNKNOWN_PATIENT_WAIT_S",
     "Decision",
     "DecisionCache",
@@ -42,6 +43,8 @@ DECISION_TIMEOUT_S = 2.0
 UNKNOWN_PATIENT_WAIT_S = 2.0
 FIRST_RETRY_S = 0.01
 MAX_RETRY_S = 0.25
+# At most this many such waits at once per gateway process; beyond, a refusal at once.
+MAX_UNKNOWN_PATIENT_WAITS = 64
 DEFAULT_MAX_ENTRIES = 100_000
 REFUSING_STATUSES = frozenset({400, 403, 404})
 

@@ -41,7 +41,8 @@ class GatewayMetrics:
         self.unknown_patient_waits = Counter(
             "gateway_unknown_patient_waits",
             "Decisions on a patient cercle did not know yet, asked again until it did (known) or "
-            "until the wait ran out (still_unknown): a measure of cercle's lag behind dossier",
+            "until the wait ran out (still_unknown), or refused at once because too many were "
+            "waiting (not_waited): a measure of cercle's lag behind dossier",
             ["result"],
             registry=self.registry,
         )

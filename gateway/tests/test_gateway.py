@@ -246,6 +246,31 @@ async def test_a_patient_cercle_never_learns_of_is_refused_once_the_wait_runs_ou
     assert 'gateway_unknown_patient_waits_total{result="still_unknown"} 1.0' in metrics
 
 
+async def test_waits_for_unknown_patients_are_bounded_in_number(
+    gateway: Any, issuer: TestIssuer, cercle: Any, dossier: Any
+) -> None:
+    # A flood of ids that exist nowhere must not each cost cercle a dozen questions.
+    gateway.app.unknown_patient_wait_s = 0.3
+    gateway.app.max_unknown_patient_waits = 1
+    first, second, third = new_patient(), new_patient(), new_patient()
+    for patient in (first, second, third):
+        cercle.arrives_after(patient, questions=1_000_000)
+    answers = await asyncio.gather(
+        gateway.client.get(f"/api/patients/{first}", headers=bearer(issuer)),
+        gateway.client.get(f"/api/patients/{second}", headers=bearer(issuer)),
+    )
+    assert [a.status_code for a in answers] == [403, 403]
+    asked = sorted(sum(call["patient_id"] == p for call in cercle.calls) for p in (first, second))
+    assert asked[0] == 1 and asked[1] >= 3  # one waited, the other was refused at once
+    # The slot is free again once that wait is over.
+    assert (await gateway.client.get(f"/api/patients/{third}", headers=bearer(issuer))).status_code == 403
+    assert sum(call["patient_id"] == third for call in cercle.calls) >= 3
+    metrics = (await gateway.client.get("/metrics")).text
+    assert 'gateway_unknown_patient_waits_total{result="still_unknown"} 2.0' in metrics
+    assert 'gateway_unknown_patient_waits_total{result="not_waited"} 1.0' in metrics
+    assert dossier.requests == []
+
+
 async def test_allowed_decisions_are_cached_per_person_structure_and_patient(
     gateway: Any, issuer: TestIssuer, cercle: Any, dossier: Any
 ) -> None:
