@@ -228,12 +228,19 @@ async def test_a_file_just_created_opens_for_its_creator_while_cercle_catches_up
     assert 'gateway_unknown_patient_waits_total{result="known"} 1.0' in metrics
 
 
+def never_known(gateway: Any, cercle: Any, count: int) -> list[str]:
+    """Patients cercle never learns of (ids that exist nowhere), with a short wait."""
+    gateway.app.unknown_patient_wait_s = 0.3
+    patients = [new_patient() for _ in range(count)]
+    for patient in patients:
+        cercle.arrives_after(patient, questions=1_000_000)
+    return patients
+
+
 async def test_a_patient_cercle_never_learns_of_is_refused_once_the_wait_runs_out(
     gateway: Any, issuer: TestIssuer, cercle: Any, dossier: Any
 ) -> None:
-    gateway.app.unknown_patient_wait_s = 0.3
-    patient = new_patient()
-    cercle.arrives_after(patient, questions=1_000_000)
+    (patient,) = never_known(gateway, cercle, 1)
     started = time.monotonic()
     response = await gateway.client.get(f"/api/patients/{patient}", headers=bearer(issuer))
     waited = time.monotonic() - started
@@ -250,11 +257,8 @@ async def test_waits_for_unknown_patients_are_bounded_in_number(
     gateway: Any, issuer: TestIssuer, cercle: Any, dossier: Any
 ) -> None:
     # A flood of ids that exist nowhere must not each cost cercle a dozen questions.
-    gateway.app.unknown_patient_wait_s = 0.3
     gateway.app.max_unknown_patient_waits = 1
-    first, second, third = new_patient(), new_patient(), new_patient()
-    for patient in (first, second, third):
-        cercle.arrives_after(patient, questions=1_000_000)
+    first, second, third = never_known(gateway, cercle, 3)
     answers = await asyncio.gather(
         gateway.client.get(f"/api/patients/{first}", headers=bearer(issuer)),
         gateway.client.get(f"/api/patients/{second}", headers=bearer(issuer)),
