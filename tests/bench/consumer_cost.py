@@ -131,6 +131,36 @@ def live(consumer: EventConsumer, rate: float, events: int) -> tuple[float, floa
     return cpu * 1000 / events, events / max(1, batches[0])
 
 
+def drop_what_it_made(consumer: EventConsumer) -> None:
+    """The benchmark's database and queues: nothing left behind."""
+    with bus.connect(AMQP) as connection:
+        for queue in consumer.queues():
+            queue.bind(connection.default_channel).delete()
+    admin = create_engine(
+        f"{PG}/postgres".replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def measure(consumer: EventConsumer, events_asked: int) -> None:
+    cpu_per_call(consumer, 200, 0.0)  # warm-up: pool, prepared statements
+    print(f"one event through a chassis consumer on PostgreSQL (load average {os.getloadavg()[0]:.1f})")
+    calls = max(100, events_asked // 3)
+    for pause_ms in (0, 1, 5, 16):
+        ms = cpu_per_call(consumer, calls if pause_ms else events_asked, pause_ms / 1000)
+        print(f"  handle_batch of one event, {pause_ms:>2} ms pause before each: CPU {ms:.3f} ms per event")
+    for rate in (60.0, 2000.0):
+        events = events_asked if rate < 100 else events_asked * 4
+        ms, batch = live(consumer, rate, events)
+        print(
+            f"  live on RabbitMQ, {rate:,.0f} events/s published by another process: "
+            f"CPU {ms:.3f} ms per event, {batch:.1f} events per transaction"
+        )
+    print(f"reproduce: .venv/bin/python -m tests.bench.consumer_cost --events {events_asked}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1000)
@@ -141,20 +171,11 @@ def main() -> None:
         return
     os.environ.setdefault("OTEL_SDK_DISABLED", "true")
     consumer = consumer_on_fresh_database()
-    cpu_per_call(consumer, 200, 0.0)  # warm-up: pool, prepared statements
-    print(f"one event through a chassis consumer on PostgreSQL (load average {os.getloadavg()[0]:.1f})")
-    calls = max(100, args.events // 3)
-    for pause_ms in (0, 1, 5, 16):
-        ms = cpu_per_call(consumer, calls if pause_ms else args.events, pause_ms / 1000)
-        print(f"  handle_batch of one event, {pause_ms:>2} ms pause before each: CPU {ms:.3f} ms per event")
-    for rate in (60.0, 2000.0):
-        events = args.events if rate < 100 else args.events * 4
-        ms, batch = live(consumer, rate, events)
-        print(
-            f"  live on RabbitMQ, {rate:,.0f} events/s published by another process: "
-            f"CPU {ms:.3f} ms per event, {batch:.1f} events per transaction"
-        )
-    print(f"reproduce: .venv/bin/python -m tests.bench.consumer_cost --events {args.events}")
+    try:
+        measure(consumer, args.events)
+    finally:
+        consumer.db.dispose()
+        drop_what_it_made(consumer)
 
 
 if __name__ == "__main__":
