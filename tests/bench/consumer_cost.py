@@ -61,14 +61,22 @@ def publish(rate: float, events: int) -> None:
     publisher.close()
 
 
-def consumer_on_fresh_database() -> EventConsumer:
+def on_the_server(*statements: str) -> None:
+    """Run statements outside any database (CREATE / DROP DATABASE)."""
     admin = create_engine(
         f"{PG}/postgres".replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
     )
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
+        for statement in statements:
+            conn.execute(text(statement))
     admin.dispose()
+
+
+DROP = f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'
+
+
+def consumer_on_fresh_database() -> EventConsumer:
+    on_the_server(DROP, f'CREATE DATABASE "{DB_NAME}"')
     metadata = MetaData()
     add_chassis_tables(metadata)
     known = Table("known_things", metadata, Column("id", String(36), primary_key=True))
@@ -136,12 +144,7 @@ def drop_what_it_made(consumer: EventConsumer) -> None:
     with bus.connect(AMQP) as connection:
         for queue in consumer.queues():
             queue.bind(connection.default_channel).delete()
-    admin = create_engine(
-        f"{PG}/postgres".replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-    admin.dispose()
+    on_the_server(DROP)
 
 
 def measure(consumer: EventConsumer, events_asked: int) -> None:
